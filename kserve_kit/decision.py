@@ -1,0 +1,76 @@
+"""The business logic after the model: probabilities, and when to refuse to guess.
+
+Pure numpy: no kserve, no torch. The transformer and the batch pipeline both call `decide`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of a `[N, C]` array, stable for any finite logits.
+
+    Subtracting the row maximum keeps `exp` from overflowing; the result is float32.
+    """
+    x = np.asarray(logits, dtype=np.float64)
+    if x.ndim != 2:
+        raise ValueError(f"expected logits of shape [N, C], got shape {list(x.shape)}")
+    shifted = x - x.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def validate_threshold(value: object) -> float:
+    """Return `value` as a float strictly between 0 and 1, or raise ValueError saying why."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(
+            f"confidence_threshold must be a number in (0, 1), got {type(value).__name__}"
+        )
+    try:
+        threshold = float(value)
+    except ValueError:
+        raise ValueError(f"confidence_threshold must be a number in (0, 1), got {value!r}") from None
+    if not math.isfinite(threshold) or not 0.0 < threshold < 1.0:
+        raise ValueError(f"confidence_threshold must be in (0, 1), got {value!r}")
+    return threshold
+
+
+@dataclass(frozen=True)
+class Decisions:
+    """What the serving layer answers for a batch of N texts over C classes."""
+
+    labels: list[str]
+    confidence: np.ndarray  # float32 [N], the top probability
+    probabilities: np.ndarray  # float32 [N, C]
+
+
+def decide(
+    logits: np.ndarray,
+    id2label: Mapping[int, str] | Sequence[str],
+    threshold: float,
+    others_label: str,
+) -> Decisions:
+    """Turn logits into labels: the top class when its probability reaches `threshold`,
+    otherwise `others_label`.
+
+    A probability exactly equal to the threshold keeps its label. Ties between classes go to
+    the lowest class index (numpy's argmax), so the answer is deterministic.
+    """
+    probabilities = softmax(logits)
+    n_classes = probabilities.shape[1]
+    if len(id2label) != n_classes:
+        raise ValueError(f"the model gave {n_classes} logits per row but has {len(id2label)} labels")
+    top = probabilities.argmax(axis=1)
+    confidence = probabilities[np.arange(len(top)), top]
+    # Compare in float32, the precision the confidence is reported in, so that a reported
+    # confidence equal to the threshold is seen as equal.
+    confident = confidence >= np.float32(threshold)
+    labels = [
+        id2label[int(k)] if ok else others_label for k, ok in zip(top, confident, strict=True)
+    ]
+    return Decisions(labels=labels, confidence=confidence, probabilities=probabilities)

@@ -1,0 +1,75 @@
+"""Errors a client or an operator sees, each with its HTTP status and its gRPC code.
+
+Each class builds its own message: it says what was expected and what came. The servers map
+them to responses in one place (`install_error_handlers`), so no handler formats an error twice.
+Subclassing grpc_interceptor's `GrpcException` is what KServe's gRPC interceptor understands.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+
+import grpc
+from grpc_interceptor.exceptions import GrpcException
+
+
+class ServingError(GrpcException):
+    """Base of the kit's errors: `http_status` for REST, `status_code` for gRPC."""
+
+    http_status: HTTPStatus = HTTPStatus.INTERNAL_SERVER_ERROR
+    status_code = grpc.StatusCode.INTERNAL
+
+    def __init__(self, message: str):
+        super().__init__(details=message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class BadInput(ServingError):
+    """The request does not follow the V2 contract (400, INVALID_ARGUMENT)."""
+
+    http_status = HTTPStatus.BAD_REQUEST
+    status_code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class TooLarge(BadInput):
+    """A batch or a body above a configured limit (413, RESOURCE_EXHAUSTED)."""
+
+    http_status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+    status_code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class PredictorUnavailable(ServingError):
+    """The transformer cannot reach the predictor (503, UNAVAILABLE)."""
+
+    http_status = HTTPStatus.SERVICE_UNAVAILABLE
+    status_code = grpc.StatusCode.UNAVAILABLE
+
+    def __init__(self, host: str, reason: str):
+        super().__init__(f"predictor at {host} is unavailable: {reason}")
+
+
+class PredictorTimeout(ServingError):
+    """The predictor did not answer within the transformer's timeout (504, DEADLINE_EXCEEDED)."""
+
+    http_status = HTTPStatus.GATEWAY_TIMEOUT
+    status_code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+    def __init__(self, host: str, timeout_s: float):
+        super().__init__(f"predictor at {host} did not answer within {timeout_s:g} s")
+
+
+class PredictorFailed(ServingError):
+    """The predictor answered with an error the transformer cannot blame on the client (502)."""
+
+    http_status = HTTPStatus.BAD_GATEWAY
+    status_code = grpc.StatusCode.INTERNAL
+
+    def __init__(self, host: str, reason: str):
+        super().__init__(f"predictor at {host} failed: {reason}")
+
+
+class ModelUnfit(ValueError):
+    """A model directory the servers cannot serve; raised at start-up, never per request."""

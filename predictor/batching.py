@@ -1,0 +1,152 @@
+"""Dynamic batching: concurrent requests share one forward pass, off the event loop.
+
+KServe's own batcher handles only V1 JSON, so the predictor batches V2 itself. One worker task
+owns the model. It takes every request already queued (up to `max_batch_size` rows), pads them
+to the longest sequence among them, runs one forward in a dedicated thread, and hands each
+request its own rows back. A lone request on an idle predictor runs at once; only when several
+requests are already waiting (the predictor is under load) does the worker wait up to
+`max_delay_s` for the batch to fill.
+
+Pure numpy and asyncio: the forward function is injected, so this module is tested without torch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+# forward(input_ids [B, L], attention_mask [B, L], token_type_ids [B, L] | None) -> logits [B, C]
+Forward = Callable[[np.ndarray, np.ndarray, np.ndarray | None], np.ndarray]
+
+
+@dataclass
+class _Job:
+    input_ids: np.ndarray
+    attention_mask: np.ndarray
+    token_type_ids: np.ndarray | None
+    future: asyncio.Future = field(repr=False)
+
+    @property
+    def rows(self) -> int:
+        return self.input_ids.shape[0]
+
+
+def pad_and_stack(jobs: list[_Job], pad_id: int) -> tuple[np.ndarray, ...]:
+    """One batch from several requests: rows stacked, sequences right-padded to the longest.
+
+    Padded positions get `pad_id` and attention 0, so they change no real token's output.
+    `token_type_ids` is sent only when some request sent it (zeros elsewhere, the default).
+    """
+    length = max(job.input_ids.shape[1] for job in jobs)
+    rows = sum(job.rows for job in jobs)
+    ids = np.full((rows, length), pad_id, dtype=np.int64)
+    mask = np.zeros((rows, length), dtype=np.int64)
+    with_types = any(job.token_type_ids is not None for job in jobs)
+    types = np.zeros((rows, length), dtype=np.int64) if with_types else None
+    row = 0
+    for job in jobs:
+        n, width = job.input_ids.shape
+        ids[row : row + n, :width] = job.input_ids
+        mask[row : row + n, :width] = job.attention_mask
+        if types is not None and job.token_type_ids is not None:
+            types[row : row + n, :width] = job.token_type_ids
+        row += n
+    return ids, mask, types
+
+
+class Batcher:
+    """Runs `forward` for concurrent callers, merging them into batches."""
+
+    def __init__(
+        self,
+        forward: Forward,
+        max_batch_size: int,
+        max_delay_s: float,
+        pad_id: int = 0,
+    ):
+        self._forward = forward
+        self._max_rows = max_batch_size
+        self._max_delay_s = max_delay_s
+        self._pad_id = pad_id
+        self._queue: asyncio.Queue[_Job] | None = None
+        self._carry: _Job | None = None  # a job that did not fit the last batch goes first next
+        self._worker: asyncio.Task | None = None
+        # One thread: the model runs one forward at a time; torch parallelises inside it.
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="forward")
+
+    async def infer(
+        self,
+        input_ids: np.ndarray,
+        attention_mask: np.ndarray,
+        token_type_ids: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Logits for these rows, computed alone or together with other callers' rows."""
+        loop = asyncio.get_running_loop()
+        if self._max_delay_s == 0:
+            # Batching off: each request is its own forward, still off the event loop.
+            return await loop.run_in_executor(
+                self._executor, self._forward, input_ids, attention_mask, token_type_ids
+            )
+        if self._worker is None or self._worker.done():
+            self._queue = asyncio.Queue()
+            self._worker = loop.create_task(self._run())
+        job = _Job(input_ids, attention_mask, token_type_ids, loop.create_future())
+        self._queue.put_nowait(job)
+        return await job.future
+
+    async def _collect(self) -> list[_Job]:
+        """The next batch: the first waiting job, then whatever else fits."""
+        if self._carry is not None:
+            first, self._carry, under_load = self._carry, None, True
+        else:
+            first = await self._queue.get()
+            under_load = not self._queue.empty()
+        batch, rows = [first], first.rows
+        deadline = time.monotonic() + self._max_delay_s
+        while rows < self._max_rows:
+            if not self._queue.empty():
+                job = self._queue.get_nowait()
+            elif under_load and (remaining := deadline - time.monotonic()) > 0:
+                try:
+                    job = await asyncio.wait_for(self._queue.get(), remaining)
+                except TimeoutError:
+                    break
+            else:
+                break
+            if rows + job.rows > self._max_rows:
+                self._carry = job
+                break
+            batch.append(job)
+            rows += job.rows
+        return batch
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = await self._collect()
+            batch = [job for job in batch if not job.future.done()]  # callers that gave up
+            if not batch:
+                continue
+            try:
+                ids, mask, types = pad_and_stack(batch, self._pad_id)
+                logits = await loop.run_in_executor(self._executor, self._forward, ids, mask, types)
+            except Exception as exc:  # the forward failed: every caller in the batch learns why
+                for job in batch:
+                    if not job.future.done():
+                        job.future.set_exception(exc)
+                continue
+            row = 0
+            for job in batch:
+                if not job.future.done():
+                    job.future.set_result(logits[row : row + job.rows])
+                row += job.rows
+
+    def close(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+        self._executor.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,84 @@
+"""The predictor's settings: parsed from the command line in `main()`, validated once."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from kserve_kit.cli import base_parser, parse_or_exit, positive
+
+DEVICES = ("auto", "cpu", "cuda")
+DTYPES = ("float32", "float16", "bfloat16")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = base_parser("KServe V2 predictor for a Hugging Face sequence classifier")
+    parser.add_argument(
+        "--device", choices=DEVICES, default="auto", help="where the model runs; auto: CUDA if any"
+    )
+    parser.add_argument(
+        "--dtype", choices=DTYPES, default="float32", help="weights and activations; half needs CUDA"
+    )
+    parser.add_argument(
+        "--max_batch_size",
+        type=positive(int),
+        default=32,
+        help="most rows in one forward pass, and in one request",
+    )
+    parser.add_argument(
+        "--max_batch_delay_ms",
+        type=float,
+        default=2.0,
+        help="how long a batch forming under load may wait for more requests; 0 disables batching",
+    )
+    parser.add_argument(
+        "--torch_threads",
+        type=int,
+        default=0,
+        help="torch intra-op threads; 0 uses the CPUs this process may run on",
+    )
+    return parser
+
+
+@dataclass(frozen=True)
+class PredictorConfig:
+    """Everything the predictor needs besides KServe's own server flags."""
+
+    model_name: str
+    model_dir: str
+    device: str
+    dtype: str
+    max_batch_size: int
+    max_batch_delay_ms: float
+    torch_threads: int
+
+    @classmethod
+    def from_args(cls, argv: Sequence[str] | None = None) -> PredictorConfig:
+        return cls.parse(argv)[1]
+
+    @classmethod
+    def parse(cls, argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, PredictorConfig]:
+        """The raw namespace (for KServe's server flags) and the validated config."""
+        return parse_or_exit(build_parser(), argv, cls._from_namespace)
+
+    @classmethod
+    def _from_namespace(cls, args: argparse.Namespace) -> PredictorConfig:
+        if args.max_batch_delay_ms < 0:
+            raise ValueError(f"--max_batch_delay_ms must be >= 0, got {args.max_batch_delay_ms}")
+        if args.torch_threads < 0:
+            raise ValueError(f"--torch_threads must be >= 0, got {args.torch_threads}")
+        if args.device == "cpu" and args.dtype != "float32":
+            raise ValueError(
+                f"--dtype {args.dtype} needs --device cuda (or auto on a GPU); "
+                "on the CPU use --dtype float32"
+            )
+        return cls(
+            model_name=args.model_name,
+            model_dir=args.model_dir,
+            device=args.device,
+            dtype=args.dtype,
+            max_batch_size=args.max_batch_size,
+            max_batch_delay_ms=args.max_batch_delay_ms,
+            torch_threads=args.torch_threads,
+        )

@@ -1,0 +1,134 @@
+"""`TextClassifierPredictor`: the KServe model class. It only translates between V2 tensors and
+the runtime (`predictor.runtime`); the checks on the tensors are plain functions below."""
+
+from __future__ import annotations
+
+import uuid
+
+import numpy as np
+from kserve import InferOutput, InferRequest, InferResponse, Model
+from prometheus_client import Gauge
+
+from kserve_kit import contract
+from kserve_kit.errors import BadInput, TooLarge
+from kserve_kit.modeldir import ModelInfo
+from kserve_kit.tensors import read_tensor
+from predictor.batching import Batcher
+from predictor.config import PredictorConfig
+
+INFLIGHT = Gauge(
+    "kserve_kit_predictor_inflight_requests",
+    "Inference requests inside the predictor (queued or running); the KEDA overlay scales on it",
+    ["model_name"],
+)
+
+
+def check_token_tensors(
+    tensors: dict[str, np.ndarray],
+    vocab_size: int | None,
+    max_positions: int | None,
+    type_vocab_size: int | None,
+    max_rows: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Validate the predictor's inputs; return them as int64 arrays, or raise BadInput."""
+    ids = tensors[contract.INPUT_IDS.name]
+    mask = tensors[contract.ATTENTION_MASK.name]
+    types = tensors.get(contract.TOKEN_TYPE_IDS.name)
+    rows, length = ids.shape
+    if rows == 0 or length == 0:
+        raise BadInput(f"input_ids must have at least one row and one token, got shape {[rows, length]}")
+    if rows > max_rows:
+        raise TooLarge(f"a request may hold at most {max_rows} rows (--max_batch_size), got {rows}")
+    if max_positions is not None and length > max_positions:
+        raise BadInput(f"sequences may be at most {max_positions} tokens long, got {length}")
+    for name, other in ((contract.ATTENTION_MASK.name, mask), (contract.TOKEN_TYPE_IDS.name, types)):
+        if other is not None and other.shape != ids.shape:
+            raise BadInput(
+                f"{name} must have the shape of input_ids {list(ids.shape)}, got {list(other.shape)}"
+            )
+    _check_range(contract.INPUT_IDS.name, ids, vocab_size, "the vocabulary size")
+    _check_range(contract.ATTENTION_MASK.name, mask, 2, "0 or 1: an attention mask")
+    if types is not None:
+        _check_range(contract.TOKEN_TYPE_IDS.name, types, type_vocab_size, "the type vocabulary size")
+    as64 = lambda a: None if a is None else a.astype(np.int64, copy=False)  # noqa: E731
+    return as64(ids), as64(mask), as64(types)
+
+
+def _check_range(name: str, values: np.ndarray, upper: int | None, meaning: str) -> None:
+    low = int(values.min())
+    high = int(values.max())
+    if low < 0 or (upper is not None and high >= upper):
+        bound = f"[0, {upper})" if upper is not None else ">= 0"
+        raise BadInput(f"{name} values must be in {bound} ({meaning}), got values from {low} to {high}")
+
+
+class TextClassifierPredictor(Model):
+    """Token tensors in, logits out. `load()` loads the model and runs one warm-up forward."""
+
+    def __init__(self, config: PredictorConfig):
+        super().__init__(config.model_name)
+        self.config = config
+        self.info = ModelInfo.load(config.model_dir)
+        self.runtime = None
+        self.batcher: Batcher | None = None
+
+    def load(self) -> bool:
+        from predictor.runtime import TorchRuntime  # torch is imported here, not at module import
+
+        self.runtime = TorchRuntime.load(self.config)
+        self.runtime.warm_up(self.config.max_batch_size)
+        self.batcher = Batcher(
+            self.runtime.forward,
+            max_batch_size=self.config.max_batch_size,
+            max_delay_s=self.config.max_batch_delay_ms / 1000,
+            pad_id=self.info.pad_token_id or 0,
+        )
+        self.ready = True
+        return self.ready
+
+    def get_input_types(self) -> list[dict]:
+        return [spec.metadata([-1, -1]) for spec in contract.PREDICTOR_INPUTS]
+
+    def get_output_types(self) -> list[dict]:
+        return [contract.LOGITS.metadata([-1, len(self.info.labels)])]
+
+    async def predict(self, payload: InferRequest, headers: dict | None = None) -> InferResponse:
+        if not isinstance(payload, InferRequest):
+            raise BadInput("the predictor speaks the V2 protocol: POST /v2/models/{name}/infer")
+        tensors = {
+            spec.name: read_tensor(payload, spec)
+            for spec in contract.PREDICTOR_INPUTS
+            if not spec.optional or spec.name in {i.name for i in payload.inputs}
+        }
+        _reject_unknown_inputs(payload)
+        ids, mask, types = check_token_tensors(
+            tensors,
+            vocab_size=self.info.vocab_size,
+            max_positions=self.info.max_positions,
+            type_vocab_size=self.runtime.type_vocab_size,
+            max_rows=self.config.max_batch_size,
+        )
+        with INFLIGHT.labels(self.name).track_inprogress():
+            logits = await self.batcher.infer(ids, mask, types)
+        output = InferOutput(contract.LOGITS.name, list(logits.shape), contract.LOGITS.datatype)
+        # Binary tensors over gRPC; JSON over REST, which KServe's REST client expects.
+        output.set_data_from_numpy(logits.astype(np.float32, copy=False), binary_data=payload.from_grpc)
+        return InferResponse(
+            response_id=payload.id or str(uuid.uuid4()),
+            model_name=self.name,
+            model_version=self.info.version,
+            infer_outputs=[output],
+            from_grpc=payload.from_grpc,
+        )
+
+    def stop(self) -> None:
+        if self.batcher is not None:
+            self.batcher.close()
+        super().stop()
+
+
+def _reject_unknown_inputs(payload: InferRequest) -> None:
+    known = {spec.name for spec in contract.PREDICTOR_INPUTS}
+    unknown = sorted({i.name for i in payload.inputs} - known)
+    if unknown:
+        raise BadInput(f"unexpected inputs {unknown}; the predictor takes {sorted(known)}")

@@ -1,0 +1,94 @@
+"""The transformer's settings: parsed from the command line in `main()`, validated once."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from kserve_kit.cli import base_parser, parse_or_exit, positive, str2bool
+from kserve_kit.decision import validate_threshold
+
+PREDICTOR_PROTOCOLS = ("v2", "grpc-v2")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = base_parser("KServe V2 transformer: tokenization before, softmax and threshold after")
+    # KServe's default is v1, which the kit does not speak; binary tensors over gRPC are cheapest.
+    parser.set_defaults(predictor_protocol="grpc-v2")
+    parser.add_argument(
+        "--max_length",
+        type=positive(int),
+        default=128,
+        help="tokens per text, special tokens included; longer texts are truncated",
+    )
+    parser.add_argument(
+        "--max_batch_size",
+        type=positive(int),
+        default=32,
+        help="most texts in one request; a larger request is refused with 413",
+    )
+    parser.add_argument(
+        "--confidence_threshold",
+        default=0.9,
+        help="below this top probability the label becomes --others_label; in (0, 1)",
+    )
+    parser.add_argument(
+        "--others_label", default="others", help="the label answered when the model is not sure"
+    )
+    parser.add_argument(
+        "--allow_threshold_override",
+        type=str2bool,
+        default=True,
+        help="whether a request may set parameters.confidence_threshold (true/false)",
+    )
+    return parser
+
+
+@dataclass(frozen=True)
+class TransformerConfig:
+    """Everything the transformer needs besides KServe's own server flags."""
+
+    model_name: str
+    model_dir: str
+    predictor_host: str
+    predictor_protocol: str
+    predictor_timeout_s: float
+    max_length: int
+    max_batch_size: int
+    confidence_threshold: float
+    others_label: str
+    allow_threshold_override: bool
+
+    @classmethod
+    def from_args(cls, argv: Sequence[str] | None = None) -> TransformerConfig:
+        return cls.parse(argv)[1]
+
+    @classmethod
+    def parse(cls, argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, TransformerConfig]:
+        """The raw namespace (for KServe's server flags) and the validated config."""
+        return parse_or_exit(build_parser(), argv, cls._from_namespace)
+
+    @classmethod
+    def _from_namespace(cls, args: argparse.Namespace) -> TransformerConfig:
+        if not args.predictor_host:
+            raise ValueError("--predictor_host is required: host:port of the predictor")
+        if args.predictor_protocol not in PREDICTOR_PROTOCOLS:
+            raise ValueError(
+                f"--predictor_protocol must be one of {', '.join(PREDICTOR_PROTOCOLS)} "
+                f"(the kit speaks V2 only), got {args.predictor_protocol!r}"
+            )
+        if not args.others_label:
+            raise ValueError("--others_label must not be empty")
+        return cls(
+            model_name=args.model_name,
+            model_dir=args.model_dir,
+            predictor_host=args.predictor_host,
+            predictor_protocol=args.predictor_protocol,
+            predictor_timeout_s=float(args.predictor_request_timeout_seconds),
+            max_length=args.max_length,
+            max_batch_size=args.max_batch_size,
+            confidence_threshold=validate_threshold(args.confidence_threshold),
+            others_label=args.others_label,
+            allow_threshold_override=args.allow_threshold_override,
+        )

@@ -1,0 +1,135 @@
+"""The hop from the transformer to the predictor, over gRPC (binary tensors) or REST (JSON).
+
+KServe's own forwarding would turn a dead predictor into a 500. This client turns each failure
+into the error a client should see: unreachable -> 503 naming the predictor, too slow -> 504,
+a request the predictor refused -> 400 with the predictor's reason. The gRPC channel reconnects
+within about a second once the predictor is back, so nothing needs restarting.
+"""
+
+from __future__ import annotations
+
+import grpc
+import httpx
+from kserve import InferRequest, InferResponse
+from kserve.inference_client import InferenceGRPCClient, InferenceRESTClient, RESTConfig
+
+from kserve_kit.errors import (
+    BadInput,
+    PredictorFailed,
+    PredictorTimeout,
+    PredictorUnavailable,
+    ServingError,
+    TooLarge,
+)
+
+# Reconnect quickly after the predictor restarts; gRPC's default backoff grows to 120 s.
+RECONNECT_BACKOFF_MS = 250
+MAX_RECONNECT_BACKOFF_MS = 1000
+FORWARDED_HEADERS = ("x-request-id", "x-b3-traceid", "authorization")
+
+
+class PredictorClient:
+    def __init__(
+        self,
+        host: str,
+        protocol: str,
+        model_name: str,
+        timeout_s: float,
+        retries: int = 0,
+        max_message_bytes: int = 8 * 1024 * 1024,
+    ):
+        self.host = host
+        self.protocol = protocol
+        self.model_name = model_name
+        self.timeout_s = timeout_s
+        self._retries = retries
+        self._max_message_bytes = max_message_bytes
+        self._grpc: InferenceGRPCClient | None = None
+        self._rest: InferenceRESTClient | None = None
+
+    def _grpc_client(self) -> InferenceGRPCClient:
+        # Made on first use: a grpc.aio channel belongs to the event loop that creates it.
+        if self._grpc is None:
+            self._grpc = InferenceGRPCClient(
+                self.host,
+                timeout=self.timeout_s,
+                retries=self._retries,
+                channel_args=[
+                    ("grpc.initial_reconnect_backoff_ms", RECONNECT_BACKOFF_MS),
+                    ("grpc.min_reconnect_backoff_ms", RECONNECT_BACKOFF_MS),
+                    ("grpc.max_reconnect_backoff_ms", MAX_RECONNECT_BACKOFF_MS),
+                    ("grpc.max_send_message_length", self._max_message_bytes),
+                    ("grpc.max_receive_message_length", self._max_message_bytes),
+                    ("grpc.enable_retries", 1 if self._retries else 0),
+                ],
+            )
+        return self._grpc
+
+    def _rest_client(self) -> InferenceRESTClient:
+        if self._rest is None:
+            self._rest = InferenceRESTClient(
+                RESTConfig(protocol="v2", timeout=self.timeout_s, retries=self._retries)
+            )
+        return self._rest
+
+    async def infer(self, request: InferRequest, headers: dict | None) -> InferResponse:
+        forwarded = {k: v for k, v in (headers or {}).items() if k.lower() in FORWARDED_HEADERS}
+        try:
+            if self.protocol == "grpc-v2":
+                return await self._grpc_client().infer(
+                    request, headers=tuple(forwarded.items()) or None
+                )
+            return await self._rest_client().infer(
+                f"http://{self.host}",
+                model_name=self.model_name,
+                data=request,
+                headers=forwarded,
+            )
+        except grpc.RpcError as exc:
+            raise self._from_grpc(exc) from None
+        except httpx.HTTPError as exc:
+            raise self._from_http(exc) from None
+
+    def _from_grpc(self, exc: grpc.RpcError) -> ServingError:
+        code, details = exc.code(), exc.details() or ""
+        if code == grpc.StatusCode.UNAVAILABLE:
+            return PredictorUnavailable(self.host, details or "connection refused")
+        if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+            return PredictorTimeout(self.host, self.timeout_s)
+        if code == grpc.StatusCode.INVALID_ARGUMENT:
+            return BadInput(f"the predictor refused the tensors: {details}")
+        if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+            return TooLarge(f"the predictor refused the request size: {details}")
+        if code == grpc.StatusCode.NOT_FOUND:
+            return PredictorFailed(self.host, f"it does not serve model {self.model_name!r}")
+        return PredictorFailed(self.host, f"{code.name}: {details}")
+
+    def _from_http(self, exc: httpx.HTTPError) -> ServingError:
+        if isinstance(exc, httpx.TimeoutException):
+            return PredictorTimeout(self.host, self.timeout_s)
+        if isinstance(exc, httpx.TransportError):
+            return PredictorUnavailable(self.host, str(exc) or type(exc).__name__)
+        if isinstance(exc, httpx.HTTPStatusError):
+            status = exc.response.status_code
+            reason = _error_text(exc.response)
+            if status == 413:
+                return TooLarge(f"the predictor refused the request size: {reason}")
+            if 400 <= status < 500 and status != 404:
+                return BadInput(f"the predictor refused the tensors: {reason}")
+            if status == 503:
+                return PredictorUnavailable(self.host, reason)
+            return PredictorFailed(self.host, f"HTTP {status}: {reason}")
+        return PredictorFailed(self.host, str(exc))
+
+    async def close(self) -> None:
+        if self._grpc is not None:
+            await self._grpc.close()
+        if self._rest is not None:
+            await self._rest.close()
+
+
+def _error_text(response: httpx.Response) -> str:
+    try:
+        return str(response.json().get("error", response.text))
+    except ValueError:
+        return response.text[:200]
