@@ -7,16 +7,28 @@ import os
 from pathlib import Path
 
 import pytest
-import yaml
-
 import render
+import yaml
 
 REPO = render.REPO
 # InferenceService fields that are KServe's, not the PodSpec's (dropped to derive pods).
 ISVC_COMPONENT_FIELDS = {
-    "minReplicas", "maxReplicas", "scaleMetric", "scaleMetricType", "scaleTarget", "timeout",
-    "canaryTrafficPercent", "containerConcurrency", "autoScaling", "batcher", "logger",
-    "deploymentStrategy", "annotations", "labels", "storageUris", "workerSpec",
+    "minReplicas",
+    "maxReplicas",
+    "scaleMetric",
+    "scaleMetricType",
+    "scaleTarget",
+    "timeout",
+    "canaryTrafficPercent",
+    "containerConcurrency",
+    "autoScaling",
+    "batcher",
+    "logger",
+    "deploymentStrategy",
+    "annotations",
+    "labels",
+    "storageUris",
+    "workerSpec",
 }
 
 

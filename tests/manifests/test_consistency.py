@@ -7,7 +7,6 @@ from __future__ import annotations
 import copy
 
 import pytest
-
 import render
 from conftest import container, inference_services, only
 
@@ -129,8 +128,14 @@ def test_network_policy_lets_only_the_transformer_in(objects, variant):
     assert policy["spec"]["policyTypes"] == ["Ingress"]
     first, *others = policy["spec"]["ingress"]
     assert first["from"] == [
-        {"podSelector": {"matchLabels": {
-            "serving.kserve.io/inferenceservice": name, "component": "transformer"}}}
+        {
+            "podSelector": {
+                "matchLabels": {
+                    "serving.kserve.io/inferenceservice": name,
+                    "component": "transformer",
+                }
+            }
+        }
     ]
     container_ports = {p["containerPort"] for p in container(isvc, "predictor")["ports"]}
     assert {p["port"] for p in first["ports"]} == container_ports
@@ -149,7 +154,9 @@ def test_parsers_reject_a_misspelt_flag(objects):
     with pytest.raises(SystemExit):
         parse_predictor([*p_args, "--max_batch_dealy_ms=2"])
     with pytest.raises(SystemExit):
-        parse_transformer([a.replace("--confidence_threshold", "--confidence_treshold") for a in t_args])
+        parse_transformer(
+            [a.replace("--confidence_threshold", "--confidence_treshold") for a in t_args]
+        )
     with pytest.raises(SystemExit):
         parse_transformer([a.replace("=grpc-v2", "=grpc") for a in t_args])
 

@@ -11,9 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
-
 import render
+import yaml
 from conftest import REPO, derived_pods, inference_services, skip_or_fail
 
 pytestmark = pytest.mark.manifests
@@ -50,8 +49,13 @@ def test_yamllint_rendered_and_sources(rendered_dir):
     yamllint = tool("yamllint")
     if yamllint is None:
         skip_or_fail("yamllint not installed (pip install -e '.[manifests]')")
-    targets = [str(rendered_dir), str(render.MANIFESTS), str(render.CHART / "ci"),
-               str(render.CHART / "values.yaml"), str(render.CHART / "Chart.yaml")]
+    targets = [
+        str(rendered_dir),
+        str(render.MANIFESTS),
+        str(render.CHART / "ci"),
+        str(render.CHART / "values.yaml"),
+        str(render.CHART / "Chart.yaml"),
+    ]
     result = run([yamllint, "--strict", "-c", str(REPO / ".yamllint"), *targets])
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -63,8 +67,15 @@ def test_checkov_passes_on_rendered_manifests(rendered_dir):
     if checkov is None:
         skip_or_fail("checkov not installed (make checkov: its own venv .venv-checkov)")
     result = run(
-        [checkov, "--config-file", str(REPO / ".checkov.yaml"), "-d", str(rendered_dir),
-         "--output", "cli"],
+        [
+            checkov,
+            "--config-file",
+            str(REPO / ".checkov.yaml"),
+            "-d",
+            str(rendered_dir),
+            "--output",
+            "cli",
+        ],
         cwd=rendered_dir,
     )
     assert result.returncode == 0, result.stdout[-8000:] + result.stderr[-2000:]
@@ -73,21 +84,27 @@ def test_checkov_passes_on_rendered_manifests(rendered_dir):
 
 def test_checkov_catches_a_privileged_container(tmp_path, objects):
     """The checkov run above can fail: the same run flags a privileged predictor."""
-    checkov = os.environ.get("CHECKOV") or tool("checkov", REPO / ".venv-checkov" / "bin" / "checkov")
+    checkov = os.environ.get("CHECKOV") or tool(
+        "checkov", REPO / ".venv-checkov" / "bin" / "checkov"
+    )
     if checkov is None:
         skip_or_fail("checkov not installed (make checkov: its own venv .venv-checkov)")
     (isvc,) = inference_services(objects["overlay-kind"])
     pod = derived_pods(isvc)[0]
     pod["spec"]["containers"][0]["securityContext"]["privileged"] = True
     (tmp_path / "pod.yaml").write_text(yaml.safe_dump(pod))
-    result = run([checkov, "--config-file", str(REPO / ".checkov.yaml"), "-d", str(tmp_path)],
-                 cwd=tmp_path)
+    result = run(
+        [checkov, "--config-file", str(REPO / ".checkov.yaml"), "-d", str(tmp_path)], cwd=tmp_path
+    )
     assert result.returncode != 0 and "CKV_K8S_16" in result.stdout, result.stdout[-4000:]
 
 
 def dockerfiles() -> list[Path]:
-    return [p for p in (REPO / "predictor" / "Dockerfile", REPO / "transformer" / "Dockerfile")
-            if p.is_file()]
+    return [
+        p
+        for p in (REPO / "predictor" / "Dockerfile", REPO / "transformer" / "Dockerfile")
+        if p.is_file()
+    ]
 
 
 def test_hadolint_dockerfiles():

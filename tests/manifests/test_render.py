@@ -7,9 +7,8 @@ import json
 import re
 
 import pytest
-import yaml
-
 import render
+import yaml
 from conftest import inference_services
 
 pytestmark = pytest.mark.manifests
@@ -65,7 +64,10 @@ def test_chart_renders_one_inference_service(objects, variant):
 
 def test_notes_tell_the_next_commands():
     notes = render.render_chart({})["kserve-kit/templates/NOTES.txt"]
-    assert "kubectl -n kserve-kit port-forward svc/text-classifier-kserve-kit-transformer 8080:80" in notes
+    assert (
+        "kubectl -n kserve-kit port-forward svc/text-classifier-kserve-kit-transformer 8080:80"
+        in notes
+    )
     assert "/v2/models/text-classifier/infer" in notes and "curl" in notes
 
 
@@ -115,7 +117,10 @@ def test_schema_rejects_a_misspelt_value():
 @pytest.mark.parametrize(
     ("values", "reason"),
     [
-        ({"canary": {"enabled": True, "storageUri": "s3://m/v2"}}, "needs autoscaling.class=knative"),
+        (
+            {"canary": {"enabled": True, "storageUri": "s3://m/v2"}},
+            "needs autoscaling.class=knative",
+        ),
         (
             {"autoscaling": {"class": "knative"}, "transformer": {"predictorProtocol": "grpc-v2"}},
             "grpc-v2 needs Standard mode",
@@ -137,7 +142,9 @@ def test_long_release_names_keep_kserve_names_within_63():
 
     chart = helm_python.Chart.load(str(render.CHART))
     out = chart.render({}, name="a" * 60, namespace="default", is_install=True)
-    (isvc,) = inference_services(render.documents(out["kserve-kit/templates/inferenceservice.yaml"]))
+    (isvc,) = inference_services(
+        render.documents(out["kserve-kit/templates/inferenceservice.yaml"])
+    )
     name = isvc["metadata"]["name"]
     assert len(f"isvc.{name}-transformer") <= 63
     assert not name.endswith("-")
@@ -149,10 +156,15 @@ def test_helm_test_speaks_the_kits_v2_contract(objects):
     values = render.load_values(render.CHART / "values.yaml")
     assert values["tests"]["inputName"] == contract.TEXT.name
     pod = next(
-        d for d in objects["chart-default"] if d["metadata"].get("annotations", {}).get("helm.sh/hook")
+        d
+        for d in objects["chart-default"]
+        if d["metadata"].get("annotations", {}).get("helm.sh/hook")
     )
     script = pod["spec"]["containers"][0]["args"][0]
     assert f'== "{contract.LABEL.name}"' in script
     compile(script, "helm-test", "exec")
     url = {e["name"]: e["value"] for e in pod["spec"]["containers"][0]["env"]}["INFER_URL"]
-    assert url == "http://text-classifier-kserve-kit-transformer.kserve-kit/v2/models/text-classifier/infer"
+    assert (
+        url
+        == "http://text-classifier-kserve-kit-transformer.kserve-kit/v2/models/text-classifier/infer"
+    )

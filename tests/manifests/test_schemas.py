@@ -7,7 +7,6 @@ from __future__ import annotations
 import copy
 
 import pytest
-
 import render
 from conftest import REPO, derived_pods, inference_services
 
@@ -59,7 +58,6 @@ def test_inference_services_validate_against_strict_crd(objects, isvc_schema, va
 
 def test_shared_example_validates(isvc_schema):
     import yaml
-
     from conftest import crds_dir
 
     example = crds_dir().parent / "examples" / "isvc-gpu-predictor-transformer.yaml"
