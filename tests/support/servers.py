@@ -1,0 +1,142 @@
+"""Start the kit's real servers as processes on free ports, and stop them cleanly.
+
+Each server runs in its own process group, its output goes to a log file that a failing test
+prints, and readiness is polled on `/v2/health/ready` with backoff instead of a fixed sleep.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Server:
+    """A running server process: its ports, its log, and how to stop or pause it."""
+
+    name: str
+    args: list[str]
+    http_port: int
+    grpc_port: int
+    log_path: Path
+    env: dict[str, str] = field(default_factory=dict)
+    process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def grpc_target(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    def start(self) -> Server:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", *self.args],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: signals reach it and only it
+        )
+        log.close()
+        return self
+
+    def wait_ready(self, timeout_s: float = 120) -> Server:
+        deadline = time.monotonic() + timeout_s
+        delay = 0.05
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"{self.name} exited with {self.process.returncode}:\n{self.log_tail()}"
+                )
+            with contextlib.suppress(OSError, urllib.error.URLError):
+                with urllib.request.urlopen(f"{self.url}/v2/health/ready", timeout=2) as r:
+                    if r.status == 200:
+                        return self
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+        raise TimeoutError(f"{self.name} not ready after {timeout_s} s:\n{self.log_tail()}")
+
+    def signal(self, sig: int) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, sig)
+
+    def stop(self, timeout_s: float = 15) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.signal(signal.SIGCONT)  # a paused server cannot act on SIGTERM
+        self.signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.signal(signal.SIGKILL)
+            self.process.wait(5)
+
+    def restart(self) -> Server:
+        self.stop()
+        return self.start().wait_ready()
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return "(no log)"
+
+
+def predictor(
+    model_dir: Path, log_dir: Path, extra: Sequence[str] = (), name: str = "predictor"
+) -> Server:
+    http, grpc_ = free_port(), free_port()
+    args = ["predictor", "--model_dir", str(model_dir), "--http_port", str(http),
+            "--grpc_port", str(grpc_), "--enable_latency_logging", "false", *extra]
+    return Server(name, args, http, grpc_, log_dir / f"{name}.log", env={"OMP_WAIT_POLICY": "PASSIVE"})
+
+
+def transformer(
+    model_dir: Path,
+    log_dir: Path,
+    predictor_server: Server,
+    protocol: str = "grpc-v2",
+    extra: Sequence[str] = (),
+    name: str = "transformer",
+) -> Server:
+    http, grpc_ = free_port(), free_port()
+    port = predictor_server.grpc_port if protocol == "grpc-v2" else predictor_server.http_port
+    args = ["transformer", "--model_dir", str(model_dir), "--http_port", str(http),
+            "--grpc_port", str(grpc_), "--predictor_host", f"127.0.0.1:{port}",
+            "--predictor_protocol", protocol, "--enable_latency_logging", "false", *extra]
+    return Server(name, args, http, grpc_, log_dir / f"{name}.log")
+
+
+@contextlib.contextmanager
+def running(*servers: Server) -> Iterator[tuple[Server, ...]]:
+    """Start the servers in order, each ready before the next starts; stop all on exit."""
+    started = []
+    try:
+        for server in servers:
+            started.append(server.start().wait_ready())
+        yield servers
+    finally:
+        for server in reversed(started):
+            server.stop()

@@ -1,0 +1,134 @@
+import asyncio
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from predictor.batching import Batcher, pad_and_stack
+
+pytestmark = pytest.mark.unit
+
+
+class RecordingForward:
+    """A stand-in model whose answer depends only on each row's real tokens, so padding and
+    splitting mistakes show. It records the batch shapes it was called with."""
+
+    def __init__(self, delay_s: float = 0.0, fail_on: int | None = None):
+        self.batches: list[tuple[int, int]] = []
+        self.delay_s = delay_s
+        self.fail_on = fail_on
+        self.lock = threading.Lock()
+
+    def __call__(self, ids, mask, types):
+        with self.lock:
+            self.batches.append(ids.shape)
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        if self.fail_on is not None and (ids == self.fail_on).any():
+            raise RuntimeError("forward failed")
+        real = ids * mask
+        return np.stack([real.sum(axis=1), mask.sum(axis=1)], axis=1).astype(np.float32)
+
+
+def expected(ids):
+    ids = np.asarray(ids)
+    return np.stack([ids.sum(axis=1), np.full(len(ids), ids.shape[1])], axis=1)
+
+
+def request(seed: int):
+    rng = np.random.default_rng(seed)
+    rows, length = int(rng.integers(1, 4)), int(rng.integers(1, 12))
+    return rng.integers(1, 1000, size=(rows, length), dtype=np.int64)
+
+
+def test_pad_and_stack_pads_to_the_longest_with_zero_attention():
+    class Job:
+        def __init__(self, ids):
+            self.input_ids, self.attention_mask, self.token_type_ids = ids, np.ones_like(ids), None
+
+        rows = property(lambda self: self.input_ids.shape[0])
+
+    ids, mask, types = pad_and_stack([Job(np.array([[5, 6]])), Job(np.array([[7, 8, 9]]))], pad_id=0)
+    assert ids.tolist() == [[5, 6, 0], [7, 8, 9]]
+    assert mask.tolist() == [[1, 1, 0], [1, 1, 1]]
+    assert types is None
+
+
+def test_concurrent_requests_share_forwards_and_get_their_own_rows_back():
+    forward = RecordingForward(delay_s=0.02)
+
+    async def main():
+        batcher = Batcher(forward, max_batch_size=8, max_delay_s=0.005)
+        inputs = [request(i) for i in range(40)]
+        results = await asyncio.gather(*(batcher.infer(x, np.ones_like(x)) for x in inputs))
+        batcher.close()
+        return inputs, results
+
+    inputs, results = asyncio.run(main())
+    for x, y in zip(inputs, results, strict=True):
+        np.testing.assert_array_equal(y, expected(x))
+    assert len(forward.batches) < 40, "no two requests ever shared a forward"
+    assert max(rows for rows, _ in forward.batches) <= 8
+
+
+def test_a_lone_request_on_an_idle_predictor_is_not_held_back():
+    # A delay far longer than the test's patience: the request must not wait for company.
+    forward = RecordingForward()
+
+    async def main():
+        batcher = Batcher(forward, max_batch_size=8, max_delay_s=60)
+        x = np.array([[1, 2, 3]])
+        result = await asyncio.wait_for(batcher.infer(x, np.ones_like(x)), timeout=10)
+        batcher.close()
+        return result
+
+    np.testing.assert_array_equal(asyncio.run(main()), [[6, 3]])
+
+
+def test_a_failed_forward_fails_its_callers_and_the_batcher_recovers():
+    forward = RecordingForward(fail_on=666)
+
+    async def main():
+        batcher = Batcher(forward, max_batch_size=8, max_delay_s=0.001)
+        bad = np.array([[666]])
+        with pytest.raises(RuntimeError, match="forward failed"):
+            await batcher.infer(bad, np.ones_like(bad))
+        good = np.array([[1, 1]])
+        result = await batcher.infer(good, np.ones_like(good))
+        batcher.close()
+        return result
+
+    np.testing.assert_array_equal(asyncio.run(main()), [[2, 2]])
+
+
+def test_batching_off_runs_every_request_alone():
+    forward = RecordingForward(delay_s=0.01)
+
+    async def main():
+        batcher = Batcher(forward, max_batch_size=8, max_delay_s=0)
+        inputs = [request(i) for i in range(6)]
+        await asyncio.gather(*(batcher.infer(x, np.ones_like(x)) for x in inputs))
+        batcher.close()
+        return inputs
+
+    inputs = asyncio.run(main())
+    assert sorted(forward.batches) == sorted(x.shape for x in inputs)
+
+
+def test_batched_and_unbatched_logits_agree_on_a_real_model(tiny_model_dir):
+    from predictor.config import PredictorConfig
+    from predictor.runtime import TorchRuntime
+
+    runtime = TorchRuntime.load(PredictorConfig.from_args(["--model_dir", str(tiny_model_dir)]))
+    inputs = [request(100 + i) for i in range(12)]
+    alone = [runtime.forward(x, np.ones_like(x)) for x in inputs]
+
+    async def main():
+        batcher = Batcher(runtime.forward, max_batch_size=16, max_delay_s=0.01)
+        results = await asyncio.gather(*(batcher.infer(x, np.ones_like(x)) for x in inputs))
+        batcher.close()
+        return results
+
+    for a, b in zip(alone, asyncio.run(main()), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)

@@ -1,0 +1,56 @@
+import pytest
+
+from predictor.config import PredictorConfig
+from transformer.config import TransformerConfig
+
+pytestmark = pytest.mark.unit
+
+
+def test_predictor_defaults():
+    config = PredictorConfig.from_args([])
+    assert config.model_name == "text-classifier"
+    assert config.model_dir == "/mnt/models"
+    assert (config.device, config.dtype) == ("auto", "float32")
+
+
+def test_transformer_defaults_to_the_grpc_hop():
+    config = TransformerConfig.from_args(["--predictor_host", "p:8081"])
+    assert config.predictor_protocol == "grpc-v2"
+    assert config.confidence_threshold == 0.9
+    assert config.others_label == "others"
+    assert config.allow_threshold_override is True
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--device", "cpu", "--dtype", "float16"], "float16 needs --device cuda"),
+        (["--max_batch_size", "0"], "must be greater than 0"),
+        (["--max_batch_delay_ms", "-1"], "max_batch_delay_ms must be >= 0"),
+        (["--device", "tpu"], "invalid choice: 'tpu'"),
+        (["--modle_dir", "/x"], "unrecognized arguments: --modle_dir"),
+    ],
+)
+def test_predictor_refuses_bad_settings_at_start(argv, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        PredictorConfig.from_args(argv)
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        ([], "--predictor_host is required"),
+        (["--predictor_host", "p:1", "--predictor_protocol", "v1"], "must be one of v2, grpc-v2"),
+        (["--predictor_host", "p:1", "--confidence_threshold", "1.2"], "must be in (0, 1)"),
+        (["--predictor_host", "p:1", "--confidence_threshold", "abc"], "must be a number in (0, 1)"),
+        (["--predictor_host", "p:1", "--allow_threshold_override", "maybe"], "expected true or false"),
+        (["--predictor_host", "p:1", "--others_label", ""], "--others_label must not be empty"),
+    ],
+)
+def test_transformer_refuses_bad_settings_at_start(argv, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        TransformerConfig.from_args(argv)
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
