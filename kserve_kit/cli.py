@@ -14,7 +14,10 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     # Imported here: kserve.model_server parses sys.argv when first imported.
     from kserve import model_server
 
-    parser = argparse.ArgumentParser(description=description, parents=[model_server.parser])
+    # No abbreviations: a misspelt flag in a manifest must fail, not match a longer one.
+    parser = argparse.ArgumentParser(
+        description=description, parents=[model_server.parser], allow_abbrev=False
+    )
     parser.set_defaults(model_name=DEFAULT_MODEL_NAME)
     parser.add_argument(
         "--model_dir",

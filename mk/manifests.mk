@@ -30,9 +30,9 @@ $(VENV)/.manifests-installed: pyproject.toml | $(VENV)/.installed
 .PHONY: install-manifests
 install-manifests: $(VENV)/.manifests-installed ## Install the manifest tools (Helm engine, validators, linters) into .venv
 
-$(CHECKOV_VENV)/.installed: pyproject.toml
+$(CHECKOV_VENV)/.installed: pyproject.toml constraints-checkov.txt
 	$(PYTHON_BOOTSTRAP) -m venv $(CHECKOV_VENV)
-	$(CHECKOV_VENV)/bin/python -m pip install --quiet \
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet -c constraints-checkov.txt \
 		"$$(grep -o '"checkov==[^"]*"' pyproject.toml | tr -d '"')"
 	touch $@
 

