@@ -1,0 +1,83 @@
+"""The happy path through both real servers, over the gRPC and the REST hop."""
+
+import numpy as np
+import pytest
+
+from tests.support.http import get, grpc_infer, grpc_texts, infer_url, outputs, post, texts_body
+
+pytestmark = pytest.mark.integration
+
+TINY_LABELS = {"negative", "neutral", "positive"}
+
+
+def test_rest_answers_label_confidence_and_probabilities(tiny_chain):
+    transformer, _ = tiny_chain
+    status, body = post(infer_url(transformer), texts_body(["good", "bad", "fine"], id="req-1"))
+    assert status == 200, body
+    assert body["id"] == "req-1"
+    assert body["model_version"].startswith("tiny-")
+    out = outputs(body)
+    assert (out["label"]["datatype"], out["label"]["shape"]) == ("BYTES", [3])
+    assert (out["confidence"]["datatype"], out["confidence"]["shape"]) == ("FP32", [3])
+    assert (out["probabilities"]["datatype"], out["probabilities"]["shape"]) == ("FP32", [3, 3])
+    probabilities = np.array(out["probabilities"]["data"]).reshape(3, 3)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1, rtol=1e-5)
+    np.testing.assert_allclose(out["confidence"]["data"], probabilities.max(axis=1), rtol=1e-6)
+
+
+def test_threshold_decides_between_label_and_others(tiny_chain):
+    transformer, _ = tiny_chain
+    # The random tiny model is never sure: at the default 0.9 it refuses to guess...
+    _, body = post(infer_url(transformer), texts_body(["good", "bad"]))
+    assert outputs(body)["label"]["data"] == ["others", "others"]
+    # ...and a request that lowers the threshold gets the top class.
+    _, body = post(infer_url(transformer), texts_body(["good", "bad"], parameters={"confidence_threshold": 0.01}))
+    out = outputs(body)
+    assert set(out["label"]["data"]) <= TINY_LABELS
+
+
+def test_texts_of_shape_n_by_1_and_texts_longer_than_max_length(tiny_chain):
+    transformer, _ = tiny_chain
+    body = {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [2, 1], "data": ["ok", "word " * 2000]}]}
+    status, answer = post(infer_url(transformer), body)
+    assert status == 200, answer
+    assert outputs(answer)["label"]["shape"] == [2]
+
+
+def test_grpc_through_the_transformer(tiny_chain):
+    transformer, _ = tiny_chain
+    code, response = grpc_infer(transformer.grpc_target, grpc_texts([b"good", "caf\u00e9".encode()], confidence_threshold=0.01))
+    assert code.name == "OK", response
+    out = {o.name: o for o in response.outputs}
+    assert set(out) == {"label", "confidence", "probabilities"}
+    labels = [b.decode() for b in out["label"].contents.bytes_contents]
+    assert len(labels) == 2 and set(labels) <= TINY_LABELS
+    assert list(out["probabilities"].shape) == [2, 3]
+    assert response.model_version.startswith("tiny-")
+
+
+def test_rest_and_grpc_agree(tiny_chain):
+    transformer, _ = tiny_chain
+    _, body = post(infer_url(transformer), texts_body(["same text"]))
+    _, response = grpc_infer(transformer.grpc_target, grpc_texts([b"same text"]))
+    rest = outputs(body)["probabilities"]["data"]
+    grpc_probs = {o.name: o for o in response.outputs}["probabilities"].contents.fp32_contents
+    np.testing.assert_allclose(rest, list(grpc_probs), rtol=1e-5)
+
+
+def test_metadata_describes_the_contract(tiny_chain):
+    transformer, predictor = tiny_chain
+    status, meta = get(f"{transformer.url}/v2/models/text-classifier")
+    assert status == 200
+    assert meta["inputs"] == [{"name": "text", "datatype": "BYTES", "shape": [-1]}]
+    assert [o["name"] for o in meta["outputs"]] == ["label", "confidence", "probabilities"]
+    status, meta = get(f"{predictor.url}/v2/models/text-classifier")
+    assert [i["name"] for i in meta["inputs"]] == ["input_ids", "attention_mask", "token_type_ids"]
+    assert meta["outputs"] == [{"name": "logits", "datatype": "FP32", "shape": [-1, 3]}]
+
+
+def test_predictor_exports_its_inflight_gauge(tiny_chain):
+    _, predictor = tiny_chain
+    status, text = get(f"{predictor.url}/metrics")
+    assert status == 200
+    assert 'kserve_kit_predictor_inflight_requests{model_name="text-classifier"}' in text
