@@ -60,10 +60,10 @@ class PredictorConfig:
     @classmethod
     def parse(cls, argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, PredictorConfig]:
         """The raw namespace (for KServe's server flags) and the validated config."""
-        return parse_or_exit(build_parser(), argv, cls._from_namespace)
+        return parse_or_exit(build_parser(), argv, cls.from_namespace)
 
     @classmethod
-    def _from_namespace(cls, args: argparse.Namespace) -> PredictorConfig:
+    def from_namespace(cls, args: argparse.Namespace) -> PredictorConfig:
         if args.max_batch_delay_ms < 0:
             raise ValueError(f"--max_batch_delay_ms must be >= 0, got {args.max_batch_delay_ms}")
         if args.torch_threads < 0:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from kserve_kit.cli import base_parser, parse_or_exit, positive, str2bool
-from kserve_kit.decision import validate_threshold
+from kserve_kit.settings import TextSettings, add_text_arguments
 
 PREDICTOR_PROTOCOLS = ("v2", "grpc-v2")
 
@@ -16,25 +16,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = base_parser("KServe V2 transformer: tokenization before, softmax and threshold after")
     # KServe's default is v1, which the kit does not speak; binary tensors over gRPC are cheapest.
     parser.set_defaults(predictor_protocol="grpc-v2")
-    parser.add_argument(
-        "--max_length",
-        type=positive(int),
-        default=128,
-        help="tokens per text, special tokens included; longer texts are truncated",
-    )
+    add_text_arguments(parser)
     parser.add_argument(
         "--max_batch_size",
         type=positive(int),
         default=32,
         help="most texts in one request; a larger request is refused with 413",
-    )
-    parser.add_argument(
-        "--confidence_threshold",
-        default=0.9,
-        help="below this top probability the label becomes --others_label; in (0, 1)",
-    )
-    parser.add_argument(
-        "--others_label", default="others", help="the label answered when the model is not sure"
     )
     parser.add_argument(
         "--allow_threshold_override",
@@ -78,17 +65,16 @@ class TransformerConfig:
                 f"--predictor_protocol must be one of {', '.join(PREDICTOR_PROTOCOLS)} "
                 f"(the kit speaks V2 only), got {args.predictor_protocol!r}"
             )
-        if not args.others_label:
-            raise ValueError("--others_label must not be empty")
+        text = TextSettings.from_namespace(args)
         return cls(
             model_name=args.model_name,
             model_dir=args.model_dir,
             predictor_host=args.predictor_host,
             predictor_protocol=args.predictor_protocol,
             predictor_timeout_s=float(args.predictor_request_timeout_seconds),
-            max_length=args.max_length,
+            max_length=text.max_length,
             max_batch_size=args.max_batch_size,
-            confidence_threshold=validate_threshold(args.confidence_threshold),
-            others_label=args.others_label,
+            confidence_threshold=text.confidence_threshold,
+            others_label=text.others_label,
             allow_threshold_override=args.allow_threshold_override,
         )
