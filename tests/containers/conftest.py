@@ -202,7 +202,17 @@ def images(engine, build_settings, tmp_path_factory) -> Images:
     if result.returncode != 0:
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-60:])
         pytest.fail(f"building the images on {build_settings.base_image} failed:\n{tail}")
+    remove_stale_test_images(keep=tag)
     return Images(predictor, transformer, build_settings, built=True)
+
+
+def remove_stale_test_images(keep: str) -> None:
+    """Earlier `test-<hash>` images are never reused once the hash moved on: free their space."""
+    for repo in ("kserve-kit-predictor", "kserve-kit-transformer"):
+        tags = docker("image", "ls", repo, "--format", "{{.Tag}}", check=False).stdout.split()
+        stale = [f"{repo}:{t}" for t in tags if t.startswith("test-") and t != keep]
+        if stale:
+            docker("rmi", *stale, check=False)
 
 
 # --- the kind overlay, rendered -------------------------------------------------------------
