@@ -1,0 +1,431 @@
+"""Offline scoring: the online service's answers for a whole file, in-process, no HTTP.
+
+    python -m predictor.batch --model_dir models/demo --input tickets.jsonl --output scored.jsonl
+
+The same code as the online path, not a copy: `TextEncoder` (the transformer's tokenization),
+`TorchRuntime.forward` (the predictor's forward), `decide` (the transformer's threshold), with
+the same flags (`--max_length`, `--confidence_threshold`, `--others_label`, `--device`, ...).
+
+Input is JSONL (a `text` field, an optional `id`) or CSV (a `text` column, an optional `id`
+column). Output is JSONL or CSV, by extension, with `id`, `label`, `confidence`,
+`probabilities` and `model_version` per row. A bad row goes to `<output>.errors.jsonl` with its
+line number and does not stop the run.
+
+Restartable: rows are scored in chunks; after each chunk the output is flushed and fsynced and
+a checkpoint (`<output>.checkpoint.json`) records the input position and the output sizes. A
+run that finds a checkpoint truncates the output to the recorded sizes (dropping anything a
+crash left half-written) and continues from the recorded input position: no row is scored
+twice, none is skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from kserve_kit.decision import decide
+from kserve_kit.modeldir import ModelInfo
+from kserve_kit.settings import TextSettings, add_text_arguments
+from kserve_kit.tokenization import TextEncoder
+from predictor.config import PredictorConfig
+from predictor.config import build_parser as predictor_parser
+
+CHECKPOINT_VERSION = 1
+# Testing hook: "after-write:N" kills this process with SIGKILL once chunk N's rows are written
+# and before its checkpoint is, the worst moment for a crash. Never set it in production.
+FAULT_ENV = "KSERVE_KIT_BATCH_FAULT"
+
+
+@dataclass(frozen=True)
+class Row:
+    line: int  # 1-based line (JSONL) or record (CSV) number in the input
+    id: str
+    text: str
+
+
+@dataclass(frozen=True)
+class BadRow:
+    line: int
+    error: str
+
+
+@dataclass
+class Checkpoint:
+    """Where a run stands: the input consumed and the outputs written, both made durable."""
+
+    input: str
+    input_size: int
+    model_version: str
+    records_done: int
+    input_offset: int  # bytes of input consumed (JSONL); CSV re-reads and skips records
+    output_bytes: int
+    errors_bytes: int
+    rows_scored: int
+    rows_bad: int
+    rows_others: int
+    version: int = CHECKPOINT_VERSION
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def _format(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".ndjson", ".json"):
+        return "jsonl"
+    if suffix == ".csv":
+        return "csv"
+    raise ValueError(f"{path}: expected a .jsonl or .csv file, got {suffix or 'no extension'}")
+
+
+def read_jsonl(path: Path, offset: int, first_line: int) -> Iterator[tuple[int, Row | BadRow]]:
+    """(byte offset after the line, row) for each line from `offset`; blank lines are skipped."""
+    with open(path, "rb") as f:
+        f.seek(offset)
+        line_no = first_line
+        for raw in f:
+            offset += len(raw)
+            line_no += 1
+            if raw.strip():
+                yield offset, _jsonl_row(raw, line_no)
+
+
+def _jsonl_row(raw: bytes, line: int) -> Row | BadRow:
+    try:
+        record = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return BadRow(line, f"not JSON: {exc}")
+    if not isinstance(record, dict):
+        return BadRow(line, f"expected a JSON object with a 'text' field, got {type(record).__name__}")
+    return _row(record.get("text", _MISSING), record.get("id"), line)
+
+
+_MISSING = object()
+
+
+def _row(text, row_id, line: int) -> Row | BadRow:
+    if text is _MISSING:
+        return BadRow(line, "no 'text' field")
+    if not isinstance(text, str):
+        return BadRow(line, f"'text' must be a string, got {type(text).__name__}")
+    if not text.strip():
+        return BadRow(line, "'text' is empty")
+    return Row(line, str(line) if row_id is None else str(row_id), text)
+
+
+def read_csv(path: Path, skip: int) -> Iterator[tuple[int, Row | BadRow]]:
+    """(0, row) for each CSV record after the first `skip` records."""
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        if reader.fieldnames is None or "text" not in reader.fieldnames:
+            raise ValueError(f"{path}: expected a CSV header with a 'text' column, got {reader.fieldnames}")
+        for number, record in enumerate(reader, start=1):
+            if number <= skip:
+                continue
+            if None in record:  # more fields than the header names
+                yield 0, BadRow(number, f"{len(reader.fieldnames) + len(record[None])} fields, header has {len(reader.fieldnames)}")
+                continue
+            text = record.get("text")
+            yield 0, _row(_MISSING if text is None else text, record.get("id") or None, number)
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+class Sink:
+    """The output and errors files, appended to and made durable chunk by chunk."""
+
+    def __init__(self, output: Path, labels: Sequence[str], resume: Checkpoint | None):
+        self.output = output
+        self.errors = output.with_name(output.name + ".errors.jsonl")
+        self.format = _format(output)
+        self.labels = labels
+        if resume is None:
+            for path in (self.output, self.errors):
+                path.unlink(missing_ok=True)
+        else:  # drop whatever a crash wrote after the last checkpoint
+            _truncate(self.output, resume.output_bytes)
+            _truncate(self.errors, resume.errors_bytes)
+        self._out = open(self.output, "ab")  # noqa: SIM115 - closed in close()
+        self._err = open(self.errors, "ab")  # noqa: SIM115
+        if self.format == "csv" and self._out.tell() == 0:
+            self._out.write(self._csv_line(["id", "label", "confidence", "probabilities", "model_version"]))
+
+    @staticmethod
+    def _csv_line(fields: list) -> bytes:
+        buffer = io.StringIO()
+        csv.writer(buffer, lineterminator="\n").writerow(fields)
+        return buffer.getvalue().encode()
+
+    def write(self, rows: list[Row], decisions, version: str) -> None:
+        chunks = []
+        for i, row in enumerate(rows):
+            probabilities = [round(float(p), 7) for p in decisions.probabilities[i]]
+            record = {
+                "id": row.id,
+                "label": decisions.labels[i],
+                "confidence": round(float(decisions.confidence[i]), 7),
+                "probabilities": probabilities,
+                "model_version": version,
+            }
+            if self.format == "jsonl":
+                chunks.append(json.dumps(record, ensure_ascii=False).encode() + b"\n")
+            else:
+                record["probabilities"] = json.dumps(probabilities)
+                chunks.append(self._csv_line(list(record.values())))
+        self._out.write(b"".join(chunks))
+
+    def write_errors(self, bad: list[BadRow]) -> None:
+        self._err.write(b"".join(json.dumps(asdict(b)).encode() + b"\n" for b in bad))
+
+    def sync(self) -> tuple[int, int]:
+        """Flush both files to disk; return their sizes."""
+        for f in (self._out, self._err):
+            f.flush()
+            os.fsync(f.fileno())
+        return self._out.tell(), self._err.tell()
+
+    def close(self) -> None:
+        self._out.close()
+        self._err.close()
+
+
+def _truncate(path: Path, size: int) -> None:
+    with open(path, "ab") as f:
+        f.truncate(size)
+
+
+def _save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(asdict(checkpoint)))
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)  # atomic: a reader sees the old checkpoint or the new one
+
+
+# ----------------------------------------------------------------------------- scoring
+
+
+@dataclass(frozen=True)
+class BatchConfig:
+    input: Path
+    output: Path
+    runtime: PredictorConfig
+    text: TextSettings
+    chunk_rows: int
+    progress: bool
+
+
+class Scorer:
+    """Tokenize, forward and decide, exactly as transformer + predictor do online."""
+
+    def __init__(self, config: BatchConfig, info: ModelInfo):
+        from predictor.runtime import TorchRuntime
+
+        self.info = info
+        self.text = config.text
+        self.rows_per_forward = config.runtime.max_batch_size
+        self.encoder = TextEncoder(info, config.text.max_length)
+        self.runtime = TorchRuntime.load(config.runtime)
+
+    def score(self, rows: list[Row]):
+        """Decisions for `rows`, in their order. Texts of similar length share a forward, so
+        little of each forward is padding; the order is restored afterwards."""
+        import numpy as np
+
+        encoded = self.encoder.encode([row.text for row in rows])  # right-padded to the longest
+        lengths = encoded.attention_mask.sum(axis=1)
+        order = np.argsort(lengths, kind="stable")
+        logits = np.empty((len(rows), len(self.info.labels)), dtype=np.float32)
+        for start in range(0, len(rows), self.rows_per_forward):
+            picked = order[start : start + self.rows_per_forward]
+            width = int(lengths[picked].max())  # drop the columns that are padding for all
+            logits[picked] = self.runtime.forward(
+                encoded.input_ids[picked, :width], encoded.attention_mask[picked, :width]
+            )
+        return decide(logits, self.info.labels, self.text.confidence_threshold, self.text.others_label)
+
+
+def _fault_after_write() -> int | None:
+    spec = os.environ.get(FAULT_ENV, "")
+    return int(spec.split(":", 1)[1]) if spec.startswith("after-write:") else None
+
+
+def run(config: BatchConfig) -> Checkpoint:
+    info = ModelInfo.load(config.runtime.model_dir)
+    input_format = _format(config.input)
+    checkpoint_path = config.output.with_name(config.output.name + ".checkpoint.json")
+    input_size = config.input.stat().st_size
+    resume = _load_resume(checkpoint_path, config, input_size, info.version)
+
+    scorer = Scorer(config, info)
+    sink = Sink(config.output, info.labels, resume)
+    state = resume or Checkpoint(
+        input=str(config.input.resolve()), input_size=input_size, model_version=info.version,
+        records_done=0, input_offset=0, output_bytes=0, errors_bytes=0,
+        rows_scored=0, rows_bad=0, rows_others=0,
+    )
+    state.output_bytes, state.errors_bytes = sink.sync()
+    _save_checkpoint(checkpoint_path, state)
+
+    if input_format == "jsonl":
+        records = read_jsonl(config.input, state.input_offset, state.records_done)
+    else:
+        records = read_csv(config.input, state.records_done)
+    progress = _progress(config, input_format, state)
+    fault_chunk, chunks = _fault_after_write(), 0
+    started, scored_before = time.perf_counter(), state.rows_scored
+
+    def flush(rows: list[Row], bad: list[BadRow], last_line: int, offset: int) -> None:
+        nonlocal chunks
+        if rows:
+            decisions = scorer.score(rows)
+            sink.write(rows, decisions, info.version)
+            state.rows_others += decisions.labels.count(config.text.others_label)
+        sink.write_errors(bad)
+        chunks += 1
+        if fault_chunk is not None and chunks == fault_chunk:
+            sink.sync()
+            os.kill(os.getpid(), signal.SIGKILL)
+        state.output_bytes, state.errors_bytes = sink.sync()
+        state.records_done, state.input_offset = last_line, offset
+        state.rows_scored += len(rows)
+        state.rows_bad += len(bad)
+        _save_checkpoint(checkpoint_path, state)
+        if progress is not None:
+            progress.update(len(rows) + len(bad))
+
+    rows: list[Row] = []
+    bad: list[BadRow] = []
+    last_line, offset = state.records_done, state.input_offset
+    for offset_after, record in records:
+        (rows if isinstance(record, Row) else bad).append(record)
+        last_line, offset = record.line, offset_after or offset
+        if len(rows) + len(bad) >= config.chunk_rows:
+            flush(rows, bad, last_line, offset)
+            rows, bad = [], []
+    if rows or bad:
+        flush(rows, bad, last_line, offset)
+
+    sink.close()
+    if progress is not None:
+        progress.close()
+    checkpoint_path.unlink()
+    elapsed = time.perf_counter() - started
+    scored_now = state.rows_scored - scored_before
+    others_share = state.rows_others / state.rows_scored if state.rows_scored else 0.0
+    print(
+        f"scored {state.rows_scored} rows ({scored_now} in this run, "
+        f"{scored_now / elapsed if elapsed > 0 else 0:.1f} rows/s), {state.rows_bad} bad rows "
+        f"in {sink.errors.name}, {others_share:.1%} answered '{config.text.others_label}'; "
+        f"model {info.version} -> {config.output}",
+        file=sys.stderr,
+    )
+    return state
+
+
+def _load_resume(path: Path, config: BatchConfig, input_size: int, version: str) -> Checkpoint | None:
+    if not path.exists():
+        if config.output.exists():
+            raise ValueError(
+                f"{config.output} exists and has no checkpoint: it is a finished run. "
+                "Remove it (or choose another --output) to score again"
+            )
+        return None
+    saved = Checkpoint(**json.loads(path.read_text()))
+    if saved.version != CHECKPOINT_VERSION:
+        raise ValueError(f"{path} was written by another version of the batch command")
+    if (saved.input, saved.input_size) != (str(config.input.resolve()), input_size):
+        raise ValueError(f"{path} belongs to another input ({saved.input}, {saved.input_size} bytes)")
+    if saved.model_version != version:
+        raise ValueError(f"{path} was scored with model {saved.model_version}, not {version}")
+    print(f"resuming after input record {saved.records_done} ({saved.rows_scored} rows scored)", file=sys.stderr)
+    return saved
+
+
+def _progress(config: BatchConfig, input_format: str, state: Checkpoint):
+    if not config.progress:
+        return None
+    from tqdm import tqdm
+
+    with open(config.input, "rb") as f:
+        total = sum(1 for line in f if line.strip()) - (1 if input_format == "csv" else 0)
+    return tqdm(total=total, initial=state.rows_scored + state.rows_bad, unit="row", file=sys.stderr)
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+# The predictor flags that the batch command uses; the rest are KServe's server flags.
+_RUNTIME_FLAGS = {"model_dir", "device", "dtype", "max_batch_size", "torch_threads", "help"}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The predictor's runtime flags and the transformer's text flags, plus the files."""
+    parser = argparse.ArgumentParser(
+        description="Score a JSONL or CSV file of texts offline, as the online service would",
+        parents=[predictor_parser()],  # brings -h/--help along
+        add_help=False,
+        allow_abbrev=False,
+    )
+    for action in parser._actions:  # server flags mean nothing offline: hide them from --help
+        if action.dest not in _RUNTIME_FLAGS and action.container is not parser:
+            action.help = argparse.SUPPRESS
+    add_text_arguments(parser)
+    parser.add_argument("--input", type=Path, required=True, help="JSONL or CSV file with a 'text' field")
+    parser.add_argument("--output", type=Path, required=True, help="JSONL or CSV file to write")
+    parser.add_argument(
+        "--chunk_rows", type=int, default=4096, help="rows scored between two checkpoints"
+    )
+    parser.add_argument(
+        "--progress",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="progress bar on stderr; auto: when stderr is a terminal",
+    )
+    # Offline there is no one to wait for: forwards of 64 rows, no batching delay.
+    parser.set_defaults(max_batch_size=64, max_batch_delay_ms=0.0)
+    return parser
+
+
+def parse_config(argv: Sequence[str] | None = None) -> BatchConfig:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.chunk_rows <= 0:
+            raise ValueError(f"--chunk_rows must be > 0, got {args.chunk_rows}")
+        _format(args.input)
+        _format(args.output)
+        if not args.input.is_file():
+            raise ValueError(f"--input {args.input} is not a file")
+        return BatchConfig(
+            input=args.input,
+            output=args.output,
+            runtime=PredictorConfig.from_namespace(args),
+            text=TextSettings.from_namespace(args),
+            chunk_rows=args.chunk_rows,
+            progress=args.progress == "on" or (args.progress == "auto" and sys.stderr.isatty()),
+        )
+    except ValueError as exc:
+        parser.error(str(exc))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    config = parse_config(argv)
+    try:
+        run(config)
+    except ValueError as exc:
+        sys.exit(f"batch: {exc}")
+
+
+if __name__ == "__main__":
+    main()
