@@ -67,6 +67,17 @@ serve: model ## Run the predictor and the transformer locally on the demo model 
 infer: install ## Classify TEXT="..." through the running transformer (make serve)
 	$(PY) -m kserve_kit.client --url http://localhost:$(TRANSFORMER_HTTP_PORT) "$(TEXT)"
 
+##@ Batch
+
+INPUT ?=
+OUTPUT ?=
+BATCH_ARGS ?=
+
+.PHONY: batch
+batch: model ## Score a file offline: make batch INPUT=texts.jsonl OUTPUT=scored.jsonl [BATCH_ARGS=...]
+	@test -n "$(INPUT)" -a -n "$(OUTPUT)" || { echo "usage: make batch INPUT=in.jsonl|csv OUTPUT=out.jsonl|csv" >&2; exit 2; }
+	OMP_WAIT_POLICY=PASSIVE $(PY) -m predictor.batch --model_dir $(MODEL_DIR) --input "$(INPUT)" --output "$(OUTPUT)" $(BATCH_ARGS)
+
 ##@ Test
 
 .PHONY: test

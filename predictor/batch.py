@@ -365,6 +365,10 @@ def _progress(config: BatchConfig, input_format: str, state: Checkpoint):
 # ----------------------------------------------------------------------------- command line
 
 
+def _output_path(text: str) -> Path:
+    return Path(text.replace("{date}", time.strftime("%Y-%m-%d", time.gmtime())))
+
+
 # The predictor flags that the batch command uses; the rest are KServe's server flags.
 _RUNTIME_FLAGS = {"model_dir", "device", "dtype", "max_batch_size", "torch_threads", "help"}
 
@@ -382,7 +386,13 @@ def build_parser() -> argparse.ArgumentParser:
             action.help = argparse.SUPPRESS
     add_text_arguments(parser)
     parser.add_argument("--input", type=Path, required=True, help="JSONL or CSV file with a 'text' field")
-    parser.add_argument("--output", type=Path, required=True, help="JSONL or CSV file to write")
+    parser.add_argument(
+        "--output",
+        type=_output_path,
+        required=True,
+        help="JSONL or CSV file to write; {date} becomes today's UTC date (YYYY-MM-DD), so a "
+        "nightly job writes one file a day and a retry on the same day resumes it",
+    )
     parser.add_argument(
         "--chunk_rows", type=int, default=4096, help="rows scored between two checkpoints"
     )

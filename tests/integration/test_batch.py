@@ -160,3 +160,12 @@ def test_a_finished_output_is_not_overwritten_and_a_foreign_checkpoint_is_refuse
     write_jsonl(tmp_path / "in.jsonl", [{"text": "a different input"}])
     foreign = run_batch(tiny_model_dir, tmp_path / "in.jsonl", tmp_path / "b.jsonl", check=False)
     assert foreign.returncode != 0 and "belongs to another input" in foreign.stderr
+
+
+def test_output_date_placeholder_names_one_file_a_day(tiny_model_dir, tmp_path):
+    write_jsonl(tmp_path / "in.jsonl", [{"text": "one"}])
+    before = time.strftime("%Y-%m-%d", time.gmtime())
+    run_batch(tiny_model_dir, tmp_path / "in.jsonl", tmp_path / "scored-{date}.jsonl")
+    after = time.strftime("%Y-%m-%d", time.gmtime())  # the run may straddle midnight
+    written = sorted(p.name for p in tmp_path.glob("scored-*.jsonl"))
+    assert written in ([f"scored-{before}.jsonl"], [f"scored-{after}.jsonl"])
