@@ -20,10 +20,15 @@ REPO = Path(__file__).resolve().parents[2]
 MANIFESTS = REPO / "manifests"
 CHART = REPO / "charts" / "kserve-kit"
 OVERLAYS = ("kind", "gpu", "knative", "keda")
-# Kustomizations that are built on their own (overlays plus the kind model volume).
+# Overlays that add the batch Job and CronJob (components/batch) to kind and gpu; the chart's
+# ci/<name>-values.yaml mirror them (tests/manifests/test_batch.py).
+BATCH_OVERLAYS = {"batch": "batch", "batch-gpu": "batch-cron-gpu"}
+# Kustomizations that are built on their own (overlays plus the model and batch data volumes).
 KUSTOMIZATIONS = {
     **{f"overlay-{name}": MANIFESTS / "overlays" / name for name in OVERLAYS},
+    **{f"overlay-{name}": MANIFESTS / "overlays" / name for name in BATCH_OVERLAYS},
     "kind-model-storage": MANIFESTS / "kind-model-storage",
+    "batch-data-storage": MANIFESTS / "batch-data-storage",
 }
 # The chart is rendered as this release in this namespace.
 RELEASE = "text-classifier"

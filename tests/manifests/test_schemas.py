@@ -105,6 +105,8 @@ def test_only_known_kinds_are_rendered(objects):
         "Pod",
         "PersistentVolumeClaim",
         "ServiceMonitor",
+        "Job",
+        "CronJob",
     }, kinds
 
 
