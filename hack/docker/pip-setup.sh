@@ -11,6 +11,10 @@
 set -eu
 
 python3 -m venv /opt/venv
+# The kit itself is installed apart from its dependencies, into /opt/kserve-kit (its own small
+# image layer, rebuilt alone when the source changes); this makes the venv's Python see it.
+purelib=$(/opt/venv/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')
+echo /opt/kserve-kit >"$purelib/kserve-kit.pth"
 
 conf=/build/pip.conf
 {

@@ -9,9 +9,10 @@
 #  3. kubernetes/aio (about 40 MB): the kubernetes client's asyncio twin, which kserve never
 #     imports (it uses the synchronous client, and the server uses neither);
 #  4. byte-code: pip compiles every module it installs (about 140 MB here), the server imports a
-#     fraction of them (about 25 MB). All .pyc files are dropped, then the server's imports are
-#     replayed to compile exactly those. A module imported later still works: Python compiles it in memory.
-# $1: Python statements that import what the server imports.
+#     fraction of them (about 25 MB). All .pyc files are dropped, then the server's imports of its
+#     dependencies are replayed to compile exactly those (the kit's own modules are compiled
+#     where they are installed, /opt/kserve-kit). A module imported later still works: Python compiles it in memory.
+# $1: Python statements that import what the server imports from its dependencies.
 set -eu
 venv=/opt/venv
 site=$(find "$venv/lib" -maxdepth 2 -type d -name site-packages)
