@@ -50,4 +50,4 @@ image-sizes: ## List the kit's images and their sizes
 
 .PHONY: test-containers
 test-containers: install model ## Run the container tests: build (or reuse) both images and serve through them
-	$(IMAGE_BUILD_ENV) MODEL_DIR='$(MODEL_DIR)' $(VENV)/bin/pytest -m containers tests/containers $(PYTEST_ARGS)
+	$(IMAGE_BUILD_ENV) KIT_DEMO_MODEL_DIR='$(MODEL_DIR)' $(VENV)/bin/pytest -m containers tests/containers $(PYTEST_ARGS)
