@@ -22,6 +22,12 @@ IMAGE_BUILD_ENV = DOCKER='$(DOCKER)' BASE_IMAGE='$(BASE_IMAGE)' TORCH_INDEX_URL=
 	DOCKER_BUILD_ARGS='$(DOCKER_BUILD_ARGS)' \
 	PREDICTOR_IMAGE='$(PREDICTOR_IMAGE)' TRANSFORMER_IMAGE='$(TRANSFORMER_IMAGE)'
 
+# The container tests get only the settings given on the command line or in the environment:
+# without BASE_IMAGE they pick python:3.11-slim-bookworm, or LOCAL_BASE_IMAGE when only that one
+# is present; without WHEELS or TORCH_INDEX_URL they build a CPU predictor.
+TEST_IMAGE_ENV = $(foreach v,BASE_IMAGE TORCH_INDEX_URL WHEELS PIP_OFFLINE EXTRA_CA_CERTS DOCKER_BUILD_ARGS,\
+	$(if $(filter file,$(origin $(v))),,$(v)='$($(v))'))
+
 ##@ Images
 
 .PHONY: images
@@ -50,4 +56,4 @@ image-sizes: ## List the kit's images and their sizes
 
 .PHONY: test-containers
 test-containers: install model ## Run the container tests: build (or reuse) both images and serve through them
-	$(IMAGE_BUILD_ENV) KIT_DEMO_MODEL_DIR='$(MODEL_DIR)' $(VENV)/bin/pytest -m containers tests/containers $(PYTEST_ARGS)
+	$(TEST_IMAGE_ENV) KIT_DEMO_MODEL_DIR='$(MODEL_DIR)' $(VENV)/bin/pytest -m containers tests/containers $(PYTEST_ARGS)
