@@ -386,3 +386,15 @@ def test_rendered_batch_job_scores_a_file(objects, tmp_path):
     again = run()  # a finished file is never overwritten: the Job fails instead
     assert again.returncode != 0 and "finished run" in again.stderr
     assert [json.loads(line) for line in output.read_text().splitlines()] == rows
+
+
+def test_notes_tell_the_batch_commands():
+    def notes(variant: str) -> str:
+        values = render.load_values(render.chart_variants()[variant])
+        return render.render_chart(values)["kserve-kit/templates/NOTES.txt"]
+
+    assert "kubectl -n kserve-kit logs -f job/text-classifier-batch" in notes("batch")
+    assert "create job --from=cronjob/text-classifier-batch text-classifier-batch-manual" in notes(
+        "batch-cron-gpu"
+    )
+    assert "Batch scoring" not in notes("default")
