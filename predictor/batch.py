@@ -268,6 +268,7 @@ def run(config: BatchConfig) -> Checkpoint:
     resume = _load_resume(checkpoint_path, config, input_size, info.version)
 
     scorer = Scorer(config, info)
+    config.output.parent.mkdir(parents=True, exist_ok=True)
     sink = Sink(config.output, info.labels, resume)
     state = resume or Checkpoint(
         input=str(config.input.resolve()), input_size=input_size, model_version=info.version,
@@ -434,7 +435,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         run(config)
     except ValueError as exc:
-        sys.exit(f"batch: {exc}")
+        # A refusal that no retry can change (a finished output, another input's checkpoint):
+        # exit 2 like a bad command line, which the Job's podFailurePolicy fails at once.
+        print(f"batch: {exc}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

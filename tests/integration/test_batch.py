@@ -152,20 +152,22 @@ def test_a_finished_output_is_not_overwritten_and_a_foreign_checkpoint_is_refuse
     write_jsonl(tmp_path / "in.jsonl", [{"text": "one"}])
     run_batch(tiny_model_dir, tmp_path / "in.jsonl", tmp_path / "out.jsonl")
     again = run_batch(tiny_model_dir, tmp_path / "in.jsonl", tmp_path / "out.jsonl", check=False)
-    assert again.returncode != 0 and "is a finished run" in again.stderr
+    assert again.returncode == 2 and "is a finished run" in again.stderr
 
     big_input(tmp_path / "in.jsonl", 300)
     run_batch(tiny_model_dir, tmp_path / "in.jsonl", tmp_path / "b.jsonl", "--chunk_rows", "100",
               env={"KSERVE_KIT_BATCH_FAULT": "after-write:2"}, check=False)
     write_jsonl(tmp_path / "in.jsonl", [{"text": "a different input"}])
     foreign = run_batch(tiny_model_dir, tmp_path / "in.jsonl", tmp_path / "b.jsonl", check=False)
-    assert foreign.returncode != 0 and "belongs to another input" in foreign.stderr
+    assert foreign.returncode == 2 and "belongs to another input" in foreign.stderr
 
 
 def test_output_date_placeholder_names_one_file_a_day(tiny_model_dir, tmp_path):
     write_jsonl(tmp_path / "in.jsonl", [{"text": "one"}])
     before = time.strftime("%Y-%m-%d", time.gmtime())
-    run_batch(tiny_model_dir, tmp_path / "in.jsonl", tmp_path / "scored-{date}.jsonl")
+    run_batch(tiny_model_dir, tmp_path / "in.jsonl", tmp_path / "new" / "dir" / "scored-{date}.jsonl")
     after = time.strftime("%Y-%m-%d", time.gmtime())  # the run may straddle midnight
-    written = sorted(p.name for p in tmp_path.glob("scored-*") if not p.name.endswith(".errors.jsonl"))
+    written = sorted(
+        p.name for p in (tmp_path / "new" / "dir").glob("scored-*") if not p.name.endswith(".errors.jsonl")
+    )
     assert written in ([f"scored-{before}.jsonl"], [f"scored-{after}.jsonl"])

@@ -57,7 +57,7 @@ backoffLimit: {{ $b.backoffLimit }}
 activeDeadlineSeconds: {{ $b.activeDeadlineSeconds }}
 podFailurePolicy:
   rules:
-    # Exit 2: the command line was refused (argparse); a retry cannot help.
+    # Exit 2: the batch command refused its arguments or a finished output; a retry cannot help.
     - action: FailJob
       onExitCodes:
         containerName: batch
