@@ -1,7 +1,7 @@
 """A small V2 client for the transformer: print label and confidence for texts.
 
-    python -m kserve_kit.client "I was charged twice"              # REST, localhost:8080
-    python -m kserve_kit.client --grpc localhost:8081 "where is my parcel?"
+python -m kserve_kit.client "I was charged twice"              # REST, localhost:8080
+python -m kserve_kit.client --grpc localhost:8081 "where is my parcel?"
 """
 
 from __future__ import annotations

@@ -34,7 +34,9 @@ def validate_threshold(value: object) -> float:
     try:
         threshold = float(value)
     except ValueError:
-        raise ValueError(f"confidence_threshold must be a number in (0, 1), got {value!r}") from None
+        raise ValueError(
+            f"confidence_threshold must be a number in (0, 1), got {value!r}"
+        ) from None
     if not math.isfinite(threshold) or not 0.0 < threshold < 1.0:
         raise ValueError(f"confidence_threshold must be in (0, 1), got {value!r}")
     return threshold
@@ -64,7 +66,9 @@ def decide(
     probabilities = softmax(logits)
     n_classes = probabilities.shape[1]
     if len(id2label) != n_classes:
-        raise ValueError(f"the model gave {n_classes} logits per row but has {len(id2label)} labels")
+        raise ValueError(
+            f"the model gave {n_classes} logits per row but has {len(id2label)} labels"
+        )
     top = probabilities.argmax(axis=1)
     confidence = probabilities[np.arange(len(top)), top]
     # Compare in float32, the precision the confidence is reported in, so that a reported

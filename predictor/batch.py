@@ -105,7 +105,9 @@ def _jsonl_row(raw: bytes, line: int) -> Row | BadRow:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         return BadRow(line, f"not JSON: {exc}")
     if not isinstance(record, dict):
-        return BadRow(line, f"expected a JSON object with a 'text' field, got {type(record).__name__}")
+        return BadRow(
+            line, f"expected a JSON object with a 'text' field, got {type(record).__name__}"
+        )
     return _row(record.get("text", _MISSING), record.get("id"), line)
 
 
@@ -127,12 +129,15 @@ def read_csv(path: Path, skip: int) -> Iterator[tuple[int, Row | BadRow]]:
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         if reader.fieldnames is None or "text" not in reader.fieldnames:
-            raise ValueError(f"{path}: expected a CSV header with a 'text' column, got {reader.fieldnames}")
+            raise ValueError(
+                f"{path}: expected a CSV header with a 'text' column, got {reader.fieldnames}"
+            )
         for number, record in enumerate(reader, start=1):
             if number <= skip:
                 continue
             if None in record:  # more fields than the header names
-                yield 0, BadRow(number, f"{len(reader.fieldnames) + len(record[None])} fields, header has {len(reader.fieldnames)}")
+                fields, named = len(reader.fieldnames) + len(record[None]), len(reader.fieldnames)
+                yield 0, BadRow(number, f"{fields} fields, the header names {named}")
                 continue
             text = record.get("text")
             yield 0, _row(_MISSING if text is None else text, record.get("id") or None, number)
@@ -158,7 +163,9 @@ class Sink:
         self._out = open(self.output, "ab")  # noqa: SIM115 - closed in close()
         self._err = open(self.errors, "ab")  # noqa: SIM115
         if self.format == "csv" and self._out.tell() == 0:
-            self._out.write(self._csv_line(["id", "label", "confidence", "probabilities", "model_version"]))
+            self._out.write(
+                self._csv_line(["id", "label", "confidence", "probabilities", "model_version"])
+            )
 
     @staticmethod
     def _csv_line(fields: list) -> bytes:
@@ -252,7 +259,9 @@ class Scorer:
             logits[picked] = self.runtime.forward(
                 encoded.input_ids[picked, :width], encoded.attention_mask[picked, :width]
             )
-        return decide(logits, self.info.labels, self.text.confidence_threshold, self.text.others_label)
+        return decide(
+            logits, self.info.labels, self.text.confidence_threshold, self.text.others_label
+        )
 
 
 def _fault_after_write() -> int | None:
@@ -271,9 +280,16 @@ def run(config: BatchConfig) -> Checkpoint:
     config.output.parent.mkdir(parents=True, exist_ok=True)
     sink = Sink(config.output, info.labels, resume)
     state = resume or Checkpoint(
-        input=str(config.input.resolve()), input_size=input_size, model_version=info.version,
-        records_done=0, input_offset=0, output_bytes=0, errors_bytes=0,
-        rows_scored=0, rows_bad=0, rows_others=0,
+        input=str(config.input.resolve()),
+        input_size=input_size,
+        model_version=info.version,
+        records_done=0,
+        input_offset=0,
+        output_bytes=0,
+        errors_bytes=0,
+        rows_scored=0,
+        rows_bad=0,
+        rows_others=0,
     )
     state.output_bytes, state.errors_bytes = sink.sync()
     _save_checkpoint(checkpoint_path, state)
@@ -334,7 +350,9 @@ def run(config: BatchConfig) -> Checkpoint:
     return state
 
 
-def _load_resume(path: Path, config: BatchConfig, input_size: int, version: str) -> Checkpoint | None:
+def _load_resume(
+    path: Path, config: BatchConfig, input_size: int, version: str
+) -> Checkpoint | None:
     if not path.exists():
         if config.output.exists():
             raise ValueError(
@@ -346,10 +364,15 @@ def _load_resume(path: Path, config: BatchConfig, input_size: int, version: str)
     if saved.version != CHECKPOINT_VERSION:
         raise ValueError(f"{path} was written by another version of the batch command")
     if (saved.input, saved.input_size) != (str(config.input.resolve()), input_size):
-        raise ValueError(f"{path} belongs to another input ({saved.input}, {saved.input_size} bytes)")
+        raise ValueError(
+            f"{path} belongs to another input ({saved.input}, {saved.input_size} bytes)"
+        )
     if saved.model_version != version:
         raise ValueError(f"{path} was scored with model {saved.model_version}, not {version}")
-    print(f"resuming after input record {saved.records_done} ({saved.rows_scored} rows scored)", file=sys.stderr)
+    print(
+        f"resuming after input record {saved.records_done} ({saved.rows_scored} rows scored)",
+        file=sys.stderr,
+    )
     return saved
 
 
@@ -360,7 +383,9 @@ def _progress(config: BatchConfig, input_format: str, state: Checkpoint):
 
     with open(config.input, "rb") as f:
         total = sum(1 for line in f if line.strip()) - (1 if input_format == "csv" else 0)
-    return tqdm(total=total, initial=state.rows_scored + state.rows_bad, unit="row", file=sys.stderr)
+    return tqdm(
+        total=total, initial=state.rows_scored + state.rows_bad, unit="row", file=sys.stderr
+    )
 
 
 # ----------------------------------------------------------------------------- command line
@@ -386,7 +411,9 @@ def build_parser() -> argparse.ArgumentParser:
         if action.dest not in _RUNTIME_FLAGS and action.container is not parser:
             action.help = argparse.SUPPRESS
     add_text_arguments(parser)
-    parser.add_argument("--input", type=Path, required=True, help="JSONL or CSV file with a 'text' field")
+    parser.add_argument(
+        "--input", type=Path, required=True, help="JSONL or CSV file with a 'text' field"
+    )
     parser.add_argument(
         "--output",
         type=_output_path,

@@ -13,7 +13,11 @@ def tiny_chain(request, tiny_model_dir, tmp_path_factory):
     logs = tmp_path_factory.mktemp(f"logs-{request.param}")
     predictor = servers.predictor(tiny_model_dir, logs, extra=["--max_batch_size", "8"])
     transformer = servers.transformer(
-        tiny_model_dir, logs, predictor, protocol=request.param, extra=["--max_batch_size", "8", "--max_length", "32"]
+        tiny_model_dir,
+        logs,
+        predictor,
+        protocol=request.param,
+        extra=["--max_batch_size", "8", "--max_length", "32"],
     )
     with servers.running(predictor, transformer):
         yield transformer, predictor

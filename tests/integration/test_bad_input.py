@@ -20,19 +20,53 @@ def assert_refused(status, body, expected_status, message):
 @pytest.mark.parametrize(
     "body, status, message",
     [
-        ({"inputs": [{"name": "words", "datatype": "BYTES", "shape": [1], "data": ["x"]}]}, 400, "missing input tensor 'text'"),
-        ({"inputs": [{"name": "text", "datatype": "INT64", "shape": [1], "data": [3]}]}, 400, "datatype BYTES, got INT64"),
-        ({"inputs": [{"name": "text", "datatype": "BYTES", "shape": [0], "data": []}]}, 400, "holds no texts"),
+        (
+            {"inputs": [{"name": "words", "datatype": "BYTES", "shape": [1], "data": ["x"]}]},
+            400,
+            "missing input tensor 'text'",
+        ),
+        (
+            {"inputs": [{"name": "text", "datatype": "INT64", "shape": [1], "data": [3]}]},
+            400,
+            "datatype BYTES, got INT64",
+        ),
+        (
+            {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [0], "data": []}]},
+            400,
+            "holds no texts",
+        ),
         (texts_body(["fine", ""]), 400, "text 1 is empty"),
         (texts_body(["x"] * 9), 413, "at most 8 texts (--max_batch_size), got 9"),
-        (texts_body(["x"], parameters={"confidence_threshold": 1.5}), 400, "must be in (0, 1), got 1.5"),
-        (texts_body(["x"], parameters={"confidence_threshold": "high"}), 400, "must be a number in (0, 1)"),
-        ({"inputs": [{"name": "text", "datatype": "BYTES", "shape": [3], "data": ["a"]}]}, 400, "text"),
+        (
+            texts_body(["x"], parameters={"confidence_threshold": 1.5}),
+            400,
+            "must be in (0, 1), got 1.5",
+        ),
+        (
+            texts_body(["x"], parameters={"confidence_threshold": "high"}),
+            400,
+            "must be a number in (0, 1)",
+        ),
+        (
+            {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [3], "data": ["a"]}]},
+            400,
+            "text",
+        ),
         ({"inputs": 5}, 400, "not a V2 inference request"),
         ({}, 400, "not a V2 inference request"),
     ],
-    ids=["no-text", "wrong-datatype", "empty-batch", "empty-string", "over-batch-limit",
-         "threshold-out-of-range", "threshold-not-a-number", "shape-mismatch", "inputs-not-a-list", "no-inputs"],
+    ids=[
+        "no-text",
+        "wrong-datatype",
+        "empty-batch",
+        "empty-string",
+        "over-batch-limit",
+        "threshold-out-of-range",
+        "threshold-not-a-number",
+        "shape-mismatch",
+        "inputs-not-a-list",
+        "no-inputs",
+    ],
 )
 def test_transformer_refuses_bad_requests(tiny_chain, body, status, message):
     transformer, _ = tiny_chain
@@ -60,7 +94,9 @@ def test_non_utf8_bytes_over_grpc(tiny_chain):
 
 def test_bad_threshold_over_grpc(tiny_chain):
     transformer, _ = tiny_chain
-    code, details = grpc_infer(transformer.grpc_target, grpc_texts([b"ok"], confidence_threshold="0"))
+    code, details = grpc_infer(
+        transformer.grpc_target, grpc_texts([b"ok"], confidence_threshold="0")
+    )
     assert code.name == "INVALID_ARGUMENT" and "confidence_threshold" in details
 
 
@@ -69,7 +105,12 @@ def tokens(ids, mask=None, dtype="INT64", mask_shape=None):
     return {
         "inputs": [
             {"name": "input_ids", "datatype": dtype, "shape": shape, "data": ids},
-            {"name": "attention_mask", "datatype": dtype, "shape": mask_shape or shape, "data": mask or [1] * len(ids)},
+            {
+                "name": "attention_mask",
+                "datatype": dtype,
+                "shape": mask_shape or shape,
+                "data": mask or [1] * len(ids),
+            },
         ]
     }
 
@@ -77,14 +118,31 @@ def tokens(ids, mask=None, dtype="INT64", mask_shape=None):
 @pytest.mark.parametrize(
     "body, message",
     [
-        ({"inputs": [{"name": "attention_mask", "datatype": "INT64", "shape": [1, 1], "data": [1]}]}, "missing input tensor 'input_ids'"),
+        (
+            {
+                "inputs": [
+                    {"name": "attention_mask", "datatype": "INT64", "shape": [1, 1], "data": [1]}
+                ]
+            },
+            "missing input tensor 'input_ids'",
+        ),
         (tokens([101, 102], dtype="FP32"), "INT64 or INT32, got FP32"),
-        (tokens([101, 7, 102], mask=[1, 1], mask_shape=[1, 2]), "attention_mask must have the shape of input_ids [1, 3], got [1, 2]"),
+        (
+            tokens([101, 7, 102], mask=[1, 1], mask_shape=[1, 2]),
+            "attention_mask must have the shape of input_ids [1, 3], got [1, 2]",
+        ),
         (tokens([101, 30522, 102]), "input_ids values must be in [0, 30522)"),
         (tokens([101, -4, 102]), "got values from -4 to 102"),
         (tokens([101, 102], mask=[1, 7]), "0 or 1"),
     ],
-    ids=["missing-tensor", "wrong-datatype", "shapes-disagree", "id-outside-vocab", "negative-id", "mask-not-binary"],
+    ids=[
+        "missing-tensor",
+        "wrong-datatype",
+        "shapes-disagree",
+        "id-outside-vocab",
+        "negative-id",
+        "mask-not-binary",
+    ],
 )
 def test_predictor_refuses_bad_tensors(tiny_chain, body, message):
     _, predictor = tiny_chain

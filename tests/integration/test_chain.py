@@ -31,14 +31,21 @@ def test_threshold_decides_between_label_and_others(tiny_chain):
     _, body = post(infer_url(transformer), texts_body(["good", "bad"]))
     assert outputs(body)["label"]["data"] == ["others", "others"]
     # ...and a request that lowers the threshold gets the top class.
-    _, body = post(infer_url(transformer), texts_body(["good", "bad"], parameters={"confidence_threshold": 0.01}))
+    _, body = post(
+        infer_url(transformer),
+        texts_body(["good", "bad"], parameters={"confidence_threshold": 0.01}),
+    )
     out = outputs(body)
     assert set(out["label"]["data"]) <= TINY_LABELS
 
 
 def test_texts_of_shape_n_by_1_and_texts_longer_than_max_length(tiny_chain):
     transformer, _ = tiny_chain
-    body = {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [2, 1], "data": ["ok", "word " * 2000]}]}
+    body = {
+        "inputs": [
+            {"name": "text", "datatype": "BYTES", "shape": [2, 1], "data": ["ok", "word " * 2000]}
+        ]
+    }
     status, answer = post(infer_url(transformer), body)
     assert status == 200, answer
     assert outputs(answer)["label"]["shape"] == [2]
@@ -46,7 +53,10 @@ def test_texts_of_shape_n_by_1_and_texts_longer_than_max_length(tiny_chain):
 
 def test_grpc_through_the_transformer(tiny_chain):
     transformer, _ = tiny_chain
-    code, response = grpc_infer(transformer.grpc_target, grpc_texts([b"good", "caf\u00e9".encode()], confidence_threshold=0.01))
+    code, response = grpc_infer(
+        transformer.grpc_target,
+        grpc_texts([b"good", "caf\u00e9".encode()], confidence_threshold=0.01),
+    )
     assert code.name == "OK", response
     out = {o.name: o for o in response.outputs}
     assert set(out) == {"label", "confidence", "probabilities"}

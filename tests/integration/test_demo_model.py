@@ -21,7 +21,9 @@ def classify(transformer, texts, **extra):
         assert status == 200, body
         out = outputs(body)
         labels += out["label"]["data"]
-        probabilities += np.array(out["probabilities"]["data"]).reshape(out["probabilities"]["shape"]).tolist()
+        probabilities += (
+            np.array(out["probabilities"]["data"]).reshape(out["probabilities"]["shape"]).tolist()
+        )
     return labels, np.array(probabilities)
 
 
@@ -34,7 +36,9 @@ def test_held_out_texts_get_their_labels(demo_chain):
     assert accuracy >= 0.9, f"held-out accuracy through the servers: {accuracy:.3f}"
     # At the default threshold the model may refuse a few, but never answers a wrong class often.
     labels, _ = classify(transformer, list(texts))
-    wrong = [(t, a, b) for t, a, b in zip(texts, labels, expected, strict=True) if a not in (b, "others")]
+    wrong = [
+        (t, a, b) for t, a, b in zip(texts, labels, expected, strict=True) if a not in (b, "others")
+    ]
     assert len(wrong) <= 2, wrong
 
 
@@ -57,7 +61,12 @@ def test_golden_request_gives_the_golden_response(demo_chain):
     got, want = outputs(body), outputs(golden)
     assert got.keys() == want.keys()
     for name in want:
-        assert (got[name]["datatype"], got[name]["shape"]) == (want[name]["datatype"], want[name]["shape"])
+        assert (got[name]["datatype"], got[name]["shape"]) == (
+            want[name]["datatype"],
+            want[name]["shape"],
+        )
     assert got["label"]["data"] == want["label"]["data"]
     # Training is seeded but float sums depend on the CPU's thread count: allow for that.
-    np.testing.assert_allclose(got["probabilities"]["data"], want["probabilities"]["data"], atol=0.02)
+    np.testing.assert_allclose(
+        got["probabilities"]["data"], want["probabilities"]["data"], atol=0.02
+    )

@@ -45,7 +45,10 @@ def infer_url(server, model: str = MODEL) -> str:
 
 
 def texts_body(texts, **extra) -> dict:
-    return {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [len(texts)], "data": texts}], **extra}
+    return {
+        "inputs": [{"name": "text", "datatype": "BYTES", "shape": [len(texts)], "data": texts}],
+        **extra,
+    }
 
 
 def outputs(body: dict) -> dict:
@@ -58,7 +61,9 @@ def grpc_infer(target: str, request: pb.ModelInferRequest, timeout: float = 30):
     async def call():
         async with grpc.aio.insecure_channel(target) as channel:
             try:
-                response = await pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer(request, timeout=timeout)
+                response = await pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer(
+                    request, timeout=timeout
+                )
                 return grpc.StatusCode.OK, response
             except grpc.aio.AioRpcError as exc:
                 return exc.code(), exc.details()

@@ -108,9 +108,21 @@ def predictor(
     model_dir: Path, log_dir: Path, extra: Sequence[str] = (), name: str = "predictor"
 ) -> Server:
     http, grpc_ = free_port(), free_port()
-    args = ["predictor", "--model_dir", str(model_dir), "--http_port", str(http),
-            "--grpc_port", str(grpc_), "--enable_latency_logging", "false", *extra]
-    return Server(name, args, http, grpc_, log_dir / f"{name}.log", env={"OMP_WAIT_POLICY": "PASSIVE"})
+    args = [
+        "predictor",
+        "--model_dir",
+        str(model_dir),
+        "--http_port",
+        str(http),
+        "--grpc_port",
+        str(grpc_),
+        "--enable_latency_logging",
+        "false",
+        *extra,
+    ]
+    return Server(
+        name, args, http, grpc_, log_dir / f"{name}.log", env={"OMP_WAIT_POLICY": "PASSIVE"}
+    )
 
 
 def transformer(
@@ -123,9 +135,22 @@ def transformer(
 ) -> Server:
     http, grpc_ = free_port(), free_port()
     port = predictor_server.grpc_port if protocol == "grpc-v2" else predictor_server.http_port
-    args = ["transformer", "--model_dir", str(model_dir), "--http_port", str(http),
-            "--grpc_port", str(grpc_), "--predictor_host", f"127.0.0.1:{port}",
-            "--predictor_protocol", protocol, "--enable_latency_logging", "false", *extra]
+    args = [
+        "transformer",
+        "--model_dir",
+        str(model_dir),
+        "--http_port",
+        str(http),
+        "--grpc_port",
+        str(grpc_),
+        "--predictor_host",
+        f"127.0.0.1:{port}",
+        "--predictor_protocol",
+        protocol,
+        "--enable_latency_logging",
+        "false",
+        *extra,
+    ]
     return Server(name, args, http, grpc_, log_dir / f"{name}.log")
 
 

@@ -44,8 +44,14 @@ def test_predictor_refuses_bad_settings_at_start(argv, message, capsys):
         ([], "--predictor_host is required"),
         (["--predictor_host", "p:1", "--predictor_protocol", "v1"], "must be one of v2, grpc-v2"),
         (["--predictor_host", "p:1", "--confidence_threshold", "1.2"], "must be in (0, 1)"),
-        (["--predictor_host", "p:1", "--confidence_threshold", "abc"], "must be a number in (0, 1)"),
-        (["--predictor_host", "p:1", "--allow_threshold_override", "maybe"], "expected true or false"),
+        (
+            ["--predictor_host", "p:1", "--confidence_threshold", "abc"],
+            "must be a number in (0, 1)",
+        ),
+        (
+            ["--predictor_host", "p:1", "--allow_threshold_override", "maybe"],
+            "expected true or false",
+        ),
         (["--predictor_host", "p:1", "--others_label", ""], "--others_label must not be empty"),
     ],
 )

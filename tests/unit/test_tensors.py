@@ -50,10 +50,22 @@ def test_texts_that_are_not_utf8_are_refused():
 @pytest.mark.parametrize(
     "tensor, message",
     [
-        ({"name": "words", "shape": [1], "datatype": "BYTES", "data": ["a"]}, "missing input tensor 'text'.*got inputs \\['words'\\]"),
-        ({"name": "text", "shape": [1], "datatype": "INT64", "data": [1]}, "datatype BYTES, got INT64"),
-        ({"name": "text", "shape": [1, 2], "datatype": "BYTES", "data": ["a", "b"]}, "shape \\[N\\] or \\[N, 1\\], got \\[1, 2\\]"),
-        ({"name": "text", "shape": [3], "datatype": "BYTES", "data": ["a", "b"]}, "needs 3 texts, got 2|does not match|cannot read"),
+        (
+            {"name": "words", "shape": [1], "datatype": "BYTES", "data": ["a"]},
+            "missing input tensor 'text'.*got inputs \\['words'\\]",
+        ),
+        (
+            {"name": "text", "shape": [1], "datatype": "INT64", "data": [1]},
+            "datatype BYTES, got INT64",
+        ),
+        (
+            {"name": "text", "shape": [1, 2], "datatype": "BYTES", "data": ["a", "b"]},
+            "shape \\[N\\] or \\[N, 1\\], got \\[1, 2\\]",
+        ),
+        (
+            {"name": "text", "shape": [3], "datatype": "BYTES", "data": ["a", "b"]},
+            "needs 3 texts, got 2|does not match|cannot read",
+        ),
     ],
 )
 def test_bad_text_tensors_say_what_was_expected(tensor, message):
@@ -69,18 +81,38 @@ def test_int32_token_ids_are_accepted():
 
 def test_token_ids_from_grpc_raw_contents():
     ids = np.array([[101, 7, 102]], dtype=np.int64)
-    np.testing.assert_array_equal(read_tensor(grpc_request("input_ids", ids, "INT64"), contract.INPUT_IDS), ids)
+    np.testing.assert_array_equal(
+        read_tensor(grpc_request("input_ids", ids, "INT64"), contract.INPUT_IDS), ids
+    )
 
 
 @pytest.mark.parametrize(
     "tensor, message",
     [
-        ({"name": "input_ids", "shape": [1, 2], "datatype": "FP32", "data": [1.0, 2.0]}, "INT64 or INT32, got FP32"),
-        ({"name": "input_ids", "shape": [2], "datatype": "INT64", "data": [1, 2]}, "rank 2, got \\[2\\]"),
-        ({"name": "input_ids", "shape": [1, 3], "datatype": "INT64", "data": [1, 2]}, "does not match shape \\[1, 3\\]"),
-        ({"name": "input_ids", "shape": [1, 2], "datatype": "INT64", "data": [1, 2.5]}, "must hold integers, got non-integer numbers"),
-        ({"name": "input_ids", "shape": [1, 2], "datatype": "INT64", "data": [1, "x"]}, "must hold integers, got strings"),
-        ({"name": "input_ids", "shape": [1, -2], "datatype": "INT64", "data": [1, 2]}, "rank 2, got \\[1, -2\\]"),
+        (
+            {"name": "input_ids", "shape": [1, 2], "datatype": "FP32", "data": [1.0, 2.0]},
+            "INT64 or INT32, got FP32",
+        ),
+        (
+            {"name": "input_ids", "shape": [2], "datatype": "INT64", "data": [1, 2]},
+            "rank 2, got \\[2\\]",
+        ),
+        (
+            {"name": "input_ids", "shape": [1, 3], "datatype": "INT64", "data": [1, 2]},
+            "does not match shape \\[1, 3\\]",
+        ),
+        (
+            {"name": "input_ids", "shape": [1, 2], "datatype": "INT64", "data": [1, 2.5]},
+            "must hold integers, got non-integer numbers",
+        ),
+        (
+            {"name": "input_ids", "shape": [1, 2], "datatype": "INT64", "data": [1, "x"]},
+            "must hold integers, got strings",
+        ),
+        (
+            {"name": "input_ids", "shape": [1, -2], "datatype": "INT64", "data": [1, 2]},
+            "rank 2, got \\[1, -2\\]",
+        ),
     ],
 )
 def test_bad_token_tensors_say_what_was_expected(tensor, message):
