@@ -107,6 +107,10 @@ def build_demo(out: Path, epochs: int = 4, batch_size: int = 16, lr: float = 1e-
     )
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    def encode(examples: list[tuple[str, str]]):
+        texts = [text for text, _ in examples]
+        return tokenizer(texts, padding=True, truncation=True, max_length=64, return_tensors="pt")
+
     rng = random.Random(SEED)
     model.train()
     for _ in range(epochs):
@@ -114,29 +118,15 @@ def build_demo(out: Path, epochs: int = 4, batch_size: int = 16, lr: float = 1e-
         rng.shuffle(order)
         for i in range(0, len(order), batch_size):
             batch = order[i : i + batch_size]
-            enc = tokenizer(
-                [t for t, _ in batch],
-                padding=True,
-                truncation=True,
-                max_length=64,
-                return_tensors="pt",
-            )
             target = torch.tensor([label2id[label] for _, label in batch])
-            loss = model(**enc, labels=target).loss
+            loss = model(**encode(batch), labels=target).loss
             loss.backward()
             optimizer.step()
             optimizer.zero_grad()
 
     model.eval()
     with torch.inference_mode():
-        enc = tokenizer(
-            [t for t, _ in heldout],
-            padding=True,
-            truncation=True,
-            max_length=64,
-            return_tensors="pt",
-        )
-        predicted = model(**enc).logits.argmax(dim=1).tolist()
+        predicted = model(**encode(heldout)).logits.argmax(dim=1).tolist()
     correct = sum(labels[p] == label for p, (_, label) in zip(predicted, heldout, strict=True))
     accuracy = correct / len(heldout)
 
