@@ -4,9 +4,14 @@ defaults, and one way to start a `kserve.ModelServer` from parsed arguments."""
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
 from collections.abc import Sequence
 
 from kserve_kit.contract import DEFAULT_MODEL_NAME
+
+# Above gRPC's own 8 MiB message limit REST would take what gRPC refuses; keep them equal.
+DEFAULT_MAX_REQUEST_BYTES = 8 * 1024 * 1024
 
 
 def base_parser(description: str) -> argparse.ArgumentParser:
@@ -23,6 +28,20 @@ def base_parser(description: str) -> argparse.ArgumentParser:
         "--model_dir",
         default="/mnt/models",
         help="Hugging Face model directory (KServe's storage initializer mounts it at /mnt/models)",
+    )
+    # KServe's ModelServer takes a grace period but its parser has no flag for it.
+    parser.add_argument(
+        "--grace_period",
+        type=positive(int),
+        default=30,
+        help="seconds a SIGTERM'd server keeps serving requests already accepted (REST and gRPC); "
+        "keep it below the pod's terminationGracePeriodSeconds",
+    )
+    parser.add_argument(
+        "--max_request_bytes",
+        type=positive(int),
+        default=DEFAULT_MAX_REQUEST_BYTES,
+        help="largest REST request body; a larger one is refused with 413 before it is read",
     )
     return parser
 
@@ -65,12 +84,12 @@ def install_error_handlers() -> None:
     KServe maps only its own exceptions; everything else would become a 500. Starlette picks
     the most specific handler, so this one wins over KServe's catch-all.
     """
+    from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
     from kserve import model_server
+    from starlette.exceptions import HTTPException as StarletteHTTPException
 
     from kserve_kit.errors import ServingError
-
-    from fastapi.exceptions import RequestValidationError
 
     async def handle(_request, exc: ServingError) -> JSONResponse:
         return JSONResponse(status_code=int(exc.http_status), content={"error": exc.message})
@@ -83,17 +102,161 @@ def install_error_handlers() -> None:
             content={"error": "not a V2 inference request: " + "; ".join(problems[:5])},
         )
 
+    async def handle_http(_request, exc: StarletteHTTPException) -> JSONResponse:
+        # FastAPI's own refusals (a body it cannot parse, an unknown route) in the kit's shape.
+        return JSONResponse(
+            status_code=exc.status_code, content={"error": str(exc.detail)}, headers=exc.headers
+        )
+
     model_server.app.add_exception_handler(ServingError, handle)
     model_server.app.add_exception_handler(RequestValidationError, handle_unparsable)
+    model_server.app.add_exception_handler(StarletteHTTPException, handle_http)
+
+
+class BodyLimit:
+    """Pure ASGI middleware: a request body above `max_bytes` gets a 413, never read into memory.
+
+    A declared Content-Length above the limit is refused before the app runs, without reading a
+    byte of the body. A body without one (chunked) is counted as it streams: once past the limit
+    the 413 goes out, the app's read fails, and whatever the app answers after that is dropped.
+    """
+
+    def __init__(self, app, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = _content_length(scope)
+        if declared is not None and declared > self.max_bytes:
+            return await self._refuse(send, f"{declared} bytes declared")
+
+        received = 0
+        refused = False
+
+        async def counting_receive():
+            nonlocal received, refused
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes and not refused:
+                    refused = True
+                    await self._refuse(send, f"more than {self.max_bytes} bytes sent")
+            if refused:
+                raise _BodyLimitExceeded
+            return message
+
+        async def guarded_send(message):
+            if not refused:
+                await send(message)
+
+        try:
+            await self.app(scope, counting_receive, guarded_send)
+        except Exception:
+            if not refused:
+                raise
+
+    async def _refuse(self, send, what: str) -> None:
+        body = json.dumps(
+            {"error": f"request body too large: {what}, the limit is {self.max_bytes} bytes "
+                      "(--max_request_bytes)"}
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),  # the rest of the body is not worth reading
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+class _BodyLimitExceeded(Exception):
+    """Raised into the app's body read once the 413 has gone out."""
+
+
+def _content_length(scope) -> int | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None  # the HTTP parser has refused malformed ones already
+    return None
+
+
+def install_body_limit(max_bytes: int) -> None:
+    """Put `BodyLimit` on KServe's app; outermost but for what KServe adds when it starts."""
+    from kserve import model_server
+
+    model_server.app.add_middleware(BodyLimit, max_bytes=max_bytes)
+
+
+def _kit_model_server():
+    """KServe's ModelServer with two fixes: request decoding errors are the client's, and a
+    SIGTERM drains REST and gRPC together.
+
+    Decoding: KServe's DataPlane parses a binary-tensor request (`Inference-Header-Content-Length`)
+    with `int()`, `struct` and `numpy.frombuffer`, so a header or a length prefix that lies about
+    sizes raised ValueError or struct.error, which KServe answers with a 500. Everything decoding
+    raises comes from the client's bytes: here it becomes a 400.
+
+    Draining, what KServe 0.21 does with one worker: uvicorn catches SIGTERM, stops accepting,
+    and waits up to the grace period for the requests it holds, while the gRPC server still
+    takes new calls. Only then does uvicorn hand the signal on to `ModelServer.stop`, which
+    starts the gRPC drain and, without waiting for it, unloads the models, failing the gRPC
+    calls still in flight (the predictor's batcher is closed under them). Here the gRPC drain
+    starts with uvicorn's, and both end before the models are unloaded: one grace period in all.
+    """
+    from kserve import ModelServer
+    from kserve.errors import InvalidInput
+    from kserve.protocol.dataplane import DataPlane
+
+    from kserve_kit.errors import BadInput
+
+    class DecodingDataPlane(DataPlane):
+        def decode_inference_request(self, body, headers, model_name):
+            try:
+                return super().decode_inference_request(body, headers, model_name)
+            except InvalidInput:
+                raise
+            except Exception as exc:  # noqa: BLE001 - only the client's bytes are being parsed
+                raise BadInput(f"cannot decode the request: {exc}") from None
+
+    class KitModelServer(ModelServer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.dataplane = DecodingDataPlane(model_registry=self.registered_models)
+
+        async def _serve(self):
+            uvicorn_server = getattr(self._rest_server, "_server", None)
+            if uvicorn_server is not None and self._grpc_server is not None:
+                shutdown = uvicorn_server.shutdown
+
+                async def shutdown_both(sockets=None):
+                    grpc_drained = asyncio.ensure_future(self._grpc_server.stop())
+                    try:
+                        await shutdown(sockets)
+                    finally:
+                        await grpc_drained
+
+                uvicorn_server.shutdown = shutdown_both
+            await super()._serve()
+
+    return KitModelServer
 
 
 def start_server(args: argparse.Namespace, model, predictor_config=None) -> None:
     """Register `model` and serve it with the ports and options from `args` (blocks)."""
-    from kserve import ModelServer
-
     install_error_handlers()
+    install_body_limit(args.max_request_bytes)
 
-    ModelServer(
+    _kit_model_server()(
         http_port=args.http_port,
         grpc_port=args.grpc_port,
         workers=args.workers,
@@ -105,6 +268,7 @@ def start_server(args: argparse.Namespace, model, predictor_config=None) -> None
         access_log_format=args.access_log_format,
         event_loop=args.event_loop,
         timeout_keep_alive=args.timeout_keep_alive,
+        grace_period=args.grace_period,
         predictor_config=predictor_config,
         ssl_certfile=args.ssl_certfile,
         ssl_keyfile=args.ssl_keyfile,

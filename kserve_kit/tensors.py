@@ -12,7 +12,6 @@ from kserve import InferRequest
 from kserve_kit.contract import TensorSpec
 from kserve_kit.errors import BadInput
 
-
 # numpy's dtype kinds that JSON numbers may arrive as, per V2 datatype.
 _JSON_KINDS = {"INT64": "iu", "INT32": "iu", "FP32": "iuf"}
 _KIND_NAMES = {
@@ -47,7 +46,8 @@ def read_tensor(payload: InferRequest, spec: TensorSpec) -> np.ndarray:
     shape = list(tensor.shape)
     if len(shape) != spec.rank or any(not isinstance(d, int) or d < 0 for d in shape):
         raise BadInput(f"input {spec.name!r} must have a shape of rank {spec.rank}, got {shape}")
-    if not payload.from_grpc and isinstance(tensor.data, list):  # JSON: check before numpy casts
+    if not payload.from_grpc and isinstance(tensor.data, list) and tensor.data:
+        # JSON: check the kind before numpy casts (an empty list has none to check)
         try:
             kind = np.asarray(tensor.data).dtype.kind
         except ValueError:  # ragged nesting
@@ -78,7 +78,7 @@ def read_texts(payload: InferRequest, spec: TensorSpec) -> list[str]:
     if tensor.datatype not in spec.datatypes:
         raise BadInput(f"input {spec.name!r} must have datatype BYTES, got {tensor.datatype}")
     shape = list(tensor.shape)
-    if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)):
+    if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)) or shape[0] < 0:
         raise BadInput(f"input {spec.name!r} must have shape [N] or [N, 1], got {shape}")
     data = _bytes_elements(tensor)
     if len(data) != shape[0]:

@@ -94,6 +94,10 @@ class PredictorClient:
         code, details = exc.code(), exc.details() or ""
         if code == grpc.StatusCode.UNAVAILABLE:
             return PredictorUnavailable(self.host, details or "connection refused")
+        if code == grpc.StatusCode.CANCELLED:
+            # The predictor's server cancels calls it received but never started when it shuts
+            # down (SIGTERM): not processed, so safe to retry, like any other refusal.
+            return PredictorUnavailable(self.host, "it cancelled the call (shutting down)")
         if code == grpc.StatusCode.DEADLINE_EXCEEDED:
             return PredictorTimeout(self.host, self.timeout_s)
         if code == grpc.StatusCode.INVALID_ARGUMENT:
