@@ -180,9 +180,10 @@ def test_chart_values_equal_the_overlay(objects, overlay):
     assert comparable(only(chart_docs, "InferenceService")) == comparable(
         only(overlay_docs, "InferenceService")
     )
-    chart_policies = [comparable(d) for d in chart_docs if d["kind"] == "NetworkPolicy"]
-    overlay_policies = [comparable(d) for d in overlay_docs if d["kind"] == "NetworkPolicy"]
-    assert chart_policies == overlay_policies
+    for kind in ("NetworkPolicy", "PodDisruptionBudget"):
+        chart_objects = [comparable(d) for d in chart_docs if d["kind"] == kind]
+        overlay_objects = [comparable(d) for d in overlay_docs if d["kind"] == kind]
+        assert chart_objects == overlay_objects, kind
 
 
 def test_drift_check_notices_a_changed_value(objects):

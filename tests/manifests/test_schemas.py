@@ -102,6 +102,7 @@ def test_only_known_kinds_are_rendered(objects):
     assert kinds <= {
         "InferenceService",
         "NetworkPolicy",
+        "PodDisruptionBudget",
         "Pod",
         "PersistentVolumeClaim",
         "ServiceMonitor",

@@ -129,14 +129,27 @@ readinessProbe:
   httpGet:
     path: /v2/models/{{ $root.Values.modelName }}/ready
     port: {{ $port }}
-  periodSeconds: 5
-  failureThreshold: 3
+  periodSeconds: 2
+  timeoutSeconds: 1
+  failureThreshold: 2
 livenessProbe:
   httpGet:
     path: /v2/health/live
     port: {{ $port }}
   periodSeconds: 10
+  timeoutSeconds: 2
   failureThreshold: 3
+{{- if not (include "kserve-kit.knative" $root) }}
+lifecycle:
+  preStop:
+    sleep:
+      seconds: {{ $root.Values.drain.preStopSleepSeconds }}
+{{- end }}
+{{- end }}
+
+{{/* Pod-level drain: the whole stop, preStop sleep and server grace period, with a margin. */}}
+{{- define "kserve-kit.terminationGracePeriod" -}}
+terminationGracePeriodSeconds: {{ add .Values.drain.preStopSleepSeconds .Values.drain.gracePeriodSeconds 10 }}
 {{- end }}
 
 {{/* Checks of value combinations that the schema cannot express. */}}
