@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
+import sys
 from collections.abc import Sequence
 
 from kserve_kit.contract import DEFAULT_MODEL_NAME
@@ -14,10 +16,23 @@ from kserve_kit.contract import DEFAULT_MODEL_NAME
 DEFAULT_MAX_REQUEST_BYTES = 8 * 1024 * 1024
 
 
+def import_model_server():
+    """`kserve.model_server`, imported with this process's arguments hidden.
+
+    KServe's module parses sys.argv with its own parser when first imported, where argparse
+    would read another command's flags as abbreviations of its own (--grpc -> --grpc_port).
+    """
+    argv, sys.argv = sys.argv, sys.argv[:1]
+    try:
+        from kserve import model_server
+    finally:
+        sys.argv = argv
+    return model_server
+
+
 def base_parser(description: str) -> argparse.ArgumentParser:
     """A parser that knows KServe's ModelServer flags plus the flags both servers share."""
-    # Imported here: kserve.model_server parses sys.argv when first imported.
-    from kserve import model_server
+    model_server = import_model_server()
 
     # No abbreviations: a misspelt flag in a manifest must fail, not match a longer one.
     parser = argparse.ArgumentParser(
@@ -96,7 +111,9 @@ def install_error_handlers() -> None:
 
     async def handle_unparsable(_request, exc: RequestValidationError) -> JSONResponse:
         # FastAPI's default echoes the whole body back; name the problems instead.
-        problems = sorted({f"{'.'.join(map(str, e['loc'][1:3]))}: {e['msg']}" for e in exc.errors()})
+        problems = sorted(
+            {f"{'.'.join(map(str, e['loc'][1:3]))}: {e['msg']}" for e in exc.errors()}
+        )
         return JSONResponse(
             status_code=400,
             content={"error": "not a V2 inference request: " + "; ".join(problems[:5])},
@@ -159,8 +176,10 @@ class BodyLimit:
 
     async def _refuse(self, send, what: str) -> None:
         body = json.dumps(
-            {"error": f"request body too large: {what}, the limit is {self.max_bytes} bytes "
-                      "(--max_request_bytes)"}
+            {
+                "error": f"request body too large: {what}, the limit is {self.max_bytes} bytes "
+                "(--max_request_bytes)"
+            }
         ).encode()
         await send(
             {
@@ -251,10 +270,30 @@ def _kit_model_server():
     return KitModelServer
 
 
+def load_and_serve(args: argparse.Namespace, component: str, build) -> None:
+    """Build the model with `build()`, load it, and serve it (blocks).
+
+    A model directory the server cannot serve (`ModelUnfit`) stops the process at start with a
+    one-line reason, before any port is opened, so the pod fails visibly instead of serving 500s.
+    """
+    from kserve_kit.errors import ModelUnfit
+
+    try:
+        model = build()
+        model.load()
+    except ModelUnfit as exc:
+        logging.getLogger(component).error("cannot serve %s: %s", args.model_dir, exc)
+        sys.exit(f"{component}: {exc}")
+    start_server(args, model)
+
+
 def start_server(args: argparse.Namespace, model, predictor_config=None) -> None:
     """Register `model` and serve it with the ports and options from `args` (blocks)."""
     install_error_handlers()
     install_body_limit(args.max_request_bytes)
+    # KServe also reads its module-level args (gRPC message limits, logging): make them ours,
+    # since import_model_server() kept the command line away from its import-time parse.
+    vars(import_model_server().args).update(vars(args))
 
     _kit_model_server()(
         http_port=args.http_port,

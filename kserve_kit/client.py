@@ -82,13 +82,11 @@ async def classify_grpc(
 ) -> list[Answer]:
     import numpy as np
 
-    # Importing kserve parses sys.argv with the model server's parser; hide this CLI's args.
-    argv, sys.argv = sys.argv, sys.argv[:1]
-    try:
-        from kserve import InferInput, InferRequest
-        from kserve.inference_client import InferenceGRPCClient
-    finally:
-        sys.argv = argv
+    from kserve_kit.cli import import_model_server
+
+    import_model_server()  # before kserve parses this command's arguments as its own
+    from kserve import InferInput, InferRequest
+    from kserve.inference_client import InferenceGRPCClient
 
     tensor = InferInput(contract.TEXT.name, [len(texts)], contract.TEXT.datatype)
     tensor.set_data_from_numpy(np.array([t.encode() for t in texts], dtype=np.object_))

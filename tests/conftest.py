@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
+from kserve_kit.cli import import_model_server
+
 # kserve.model_server parses sys.argv when first imported, and argparse would read pytest's own
-# options as abbreviations of its flags (--timeout -> --timeout-keep-alive). Import it once here
-# with pytest's arguments hidden.
-_argv, sys.argv = sys.argv, sys.argv[:1]
-try:
-    import kserve.model_server  # noqa: F401
-finally:
-    sys.argv = _argv
+# options as abbreviations of its flags (--timeout -> --timeout-keep-alive): import it hidden.
+import_model_server()
 
 REPO = Path(__file__).resolve().parents[1]
 
