@@ -82,14 +82,17 @@ def read_texts(payload: InferRequest, spec: TensorSpec) -> list[str]:
         raise BadInput(f"input {spec.name!r} must have shape [N] or [N, 1], got {shape}")
     data = _bytes_elements(tensor)
     if len(data) != shape[0]:
-        raise BadInput(f"input {spec.name!r}: shape {shape} needs {shape[0]} texts, got {len(data)}")
+        raise BadInput(
+            f"input {spec.name!r}: shape {shape} needs {shape[0]} texts, got {len(data)}"
+        )
     texts = []
     for i, item in enumerate(data):
         if isinstance(item, bytes):
             try:
                 item = item.decode("utf-8")
             except UnicodeDecodeError as exc:
-                raise BadInput(f"text {i} is not valid UTF-8: {exc.reason} at byte {exc.start}") from None
+                reason = f"{exc.reason} at byte {exc.start}"
+                raise BadInput(f"text {i} is not valid UTF-8: {reason}") from None
         if not isinstance(item, str):
             raise BadInput(f"text {i} must be a string, got {type(item).__name__}")
         texts.append(item)

@@ -36,20 +36,21 @@ def check_token_tensors(
     types = tensors.get(contract.TOKEN_TYPE_IDS.name)
     rows, length = ids.shape
     if rows == 0 or length == 0:
-        raise BadInput(f"input_ids must have at least one row and one token, got shape {[rows, length]}")
+        raise BadInput(f"input_ids needs one row and one token at least, got {[rows, length]}")
     if rows > max_rows:
         raise TooLarge(f"a request may hold at most {max_rows} rows (--max_batch_size), got {rows}")
     if max_positions is not None and length > max_positions:
         raise BadInput(f"sequences may be at most {max_positions} tokens long, got {length}")
-    for name, other in ((contract.ATTENTION_MASK.name, mask), (contract.TOKEN_TYPE_IDS.name, types)):
+    for spec, other in ((contract.ATTENTION_MASK, mask), (contract.TOKEN_TYPE_IDS, types)):
         if other is not None and other.shape != ids.shape:
             raise BadInput(
-                f"{name} must have the shape of input_ids {list(ids.shape)}, got {list(other.shape)}"
+                f"{spec.name} must have the shape of input_ids {list(ids.shape)}, "
+                f"got {list(other.shape)}"
             )
     _check_range(contract.INPUT_IDS.name, ids, vocab_size, "the vocabulary size")
     _check_range(contract.ATTENTION_MASK.name, mask, 2, "0 or 1: an attention mask")
     if types is not None:
-        _check_range(contract.TOKEN_TYPE_IDS.name, types, type_vocab_size, "the type vocabulary size")
+        _check_range(contract.TOKEN_TYPE_IDS.name, types, type_vocab_size, "the type vocabulary")
     as64 = lambda a: None if a is None else a.astype(np.int64, copy=False)  # noqa: E731
     return as64(ids), as64(mask), as64(types)
 
@@ -59,7 +60,9 @@ def _check_range(name: str, values: np.ndarray, upper: int | None, meaning: str)
     high = int(values.max())
     if low < 0 or (upper is not None and high >= upper):
         bound = f"[0, {upper})" if upper is not None else ">= 0"
-        raise BadInput(f"{name} values must be in {bound} ({meaning}), got values from {low} to {high}")
+        raise BadInput(
+            f"{name} values must be in {bound} ({meaning}), got values from {low} to {high}"
+        )
 
 
 class TextClassifierPredictor(Model):
@@ -112,7 +115,8 @@ class TextClassifierPredictor(Model):
             logits = await self.batcher.infer(ids, mask, types)
         output = InferOutput(contract.LOGITS.name, list(logits.shape), contract.LOGITS.datatype)
         # Binary tensors over gRPC; JSON over REST, which KServe's REST client expects.
-        output.set_data_from_numpy(logits.astype(np.float32, copy=False), binary_data=payload.from_grpc)
+        logits = logits.astype(np.float32, copy=False)
+        output.set_data_from_numpy(logits, binary_data=payload.from_grpc)
         return InferResponse(
             response_id=payload.id or str(uuid.uuid4()),
             model_name=self.name,

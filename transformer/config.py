@@ -52,12 +52,14 @@ class TransformerConfig:
         return cls.parse(argv)[1]
 
     @classmethod
-    def parse(cls, argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, TransformerConfig]:
+    def parse(
+        cls, argv: Sequence[str] | None = None
+    ) -> tuple[argparse.Namespace, TransformerConfig]:
         """The raw namespace (for KServe's server flags) and the validated config."""
-        return parse_or_exit(build_parser(), argv, cls._from_namespace)
+        return parse_or_exit(build_parser(), argv, cls.from_namespace)
 
     @classmethod
-    def _from_namespace(cls, args: argparse.Namespace) -> TransformerConfig:
+    def from_namespace(cls, args: argparse.Namespace) -> TransformerConfig:
         if not args.predictor_host:
             raise ValueError("--predictor_host is required: host:port of the predictor")
         if args.predictor_protocol not in PREDICTOR_PROTOCOLS:

@@ -31,7 +31,8 @@ def check_texts(texts: list[str], max_batch_size: int) -> None:
         raise BadInput("input 'text' holds no texts: send shape [N] with N >= 1")
     if len(texts) > max_batch_size:
         raise TooLarge(
-            f"a request may hold at most {max_batch_size} texts (--max_batch_size), got {len(texts)}"
+            f"a request may hold at most {max_batch_size} texts (--max_batch_size), "
+            f"got {len(texts)}"
         )
     for i, text in enumerate(texts):
         if not text.strip():

@@ -107,6 +107,7 @@ def build_demo(out: Path, epochs: int = 4, batch_size: int = 16, lr: float = 1e-
     )
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+
     def encode(examples: list[tuple[str, str]]):
         texts = [text for text, _ in examples]
         return tokenizer(texts, padding=True, truncation=True, max_length=64, return_tensors="pt")

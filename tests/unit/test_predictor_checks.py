@@ -46,7 +46,7 @@ def test_valid_tensors_come_back_as_int64():
         (tensors([[1, 2, 3]], types=[[0, 5, 0]]), BadInput, "token_type_ids values"),
         (tensors([[1] * 9]), BadInput, "at most 8 tokens long, got 9"),
         (tensors([[1]] * 5), TooLarge, "at most 4 rows \\(--max_batch_size\\), got 5"),
-        (tensors(np.zeros((0, 3), dtype=np.int64)), BadInput, "at least one row"),
+        (tensors(np.zeros((0, 3), dtype=np.int64)), BadInput, "one row and one token at least"),
     ],
 )
 def test_bad_tensors_are_refused_with_a_reason(t, error, message):
