@@ -10,6 +10,7 @@ from kserve_kit.cli import base_parser, parse_or_exit, positive
 
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("float32", "float16", "bfloat16")
+QUANTIZE_MODES = ("none", "int8")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,7 +19,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--device", choices=DEVICES, default="auto", help="where the model runs; auto: CUDA if any"
     )
     parser.add_argument(
-        "--dtype", choices=DTYPES, default="float32", help="weights and activations; half needs CUDA"
+        "--dtype",
+        choices=DTYPES,
+        default="float32",
+        help="weights and activations; half needs CUDA",
     )
     parser.add_argument(
         "--max_batch_size",
@@ -36,7 +40,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--torch_threads",
         type=int,
         default=0,
-        help="torch intra-op threads; 0 uses the CPUs this process may run on",
+        help="torch intra-op threads; 0 uses the CPUs this process may run on (cpuset and quota)",
+    )
+    parser.add_argument(
+        "--quantize",
+        choices=QUANTIZE_MODES,
+        default="none",
+        help="int8: dynamic int8 quantization of the Linear layers (CPU only; a small accuracy "
+        "change, see docs/performance.md)",
     )
     return parser
 
@@ -52,6 +63,7 @@ class PredictorConfig:
     max_batch_size: int
     max_batch_delay_ms: float
     torch_threads: int
+    quantize: str = "none"
 
     @classmethod
     def from_args(cls, argv: Sequence[str] | None = None) -> PredictorConfig:
@@ -73,6 +85,14 @@ class PredictorConfig:
                 f"--dtype {args.dtype} needs --device cuda (or auto on a GPU); "
                 "on the CPU use --dtype float32"
             )
+        if args.quantize != "none" and args.device == "cuda":
+            raise ValueError(
+                f"--quantize {args.quantize} runs on the CPU only; on a GPU use --dtype float16"
+            )
+        if args.quantize != "none" and args.dtype != "float32":
+            raise ValueError(
+                f"--quantize {args.quantize} quantizes float32 weights: use --dtype float32"
+            )
         return cls(
             model_name=args.model_name,
             model_dir=args.model_dir,
@@ -81,4 +101,5 @@ class PredictorConfig:
             max_batch_size=args.max_batch_size,
             max_batch_delay_ms=args.max_batch_delay_ms,
             torch_threads=args.torch_threads,
+            quantize=args.quantize,
         )

@@ -1,43 +1,135 @@
 """The model runtime: a Hugging Face sequence classifier in torch, on the CPU or a GPU.
 
 The only module of the predictor that imports torch and transformers.
+
+CPU settings made on purpose, before torch is imported:
+- `OMP_WAIT_POLICY=PASSIVE` unless the environment says otherwise: an OpenMP thread that finished
+  its share of an op sleeps instead of spinning for the next one. When the cores are shared
+  (the transformer, the gRPC threads, a neighbour pod), spinning threads steal the time the other
+  threads of the same op need, and a forward can take several times as long.
+- intra-op threads = the CPUs this process may really use: its affinity (cpuset) bounded by its
+  cgroup CPU quota, so a pod limited to 2 CPUs on a 64-core node runs 2 threads, not 64.
+- one inter-op thread: an eager model runs one op at a time; the batcher runs one forward at a time.
 """
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import logging
+import math
 import os
+import sys
+import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
-import numpy as np
-import torch
-from transformers import AutoModelForSequenceClassification
+if "torch" not in sys.modules:  # OpenMP reads its environment once, when torch loads it
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from kserve_kit.errors import ModelUnfit
-from predictor.config import PredictorConfig
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from transformers import AutoModelForSequenceClassification  # noqa: E402
+
+from kserve_kit.errors import ModelUnfit  # noqa: E402
+from predictor.config import PredictorConfig  # noqa: E402
 
 log = logging.getLogger(__name__)
 
 TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-WARM_UP_LENGTHS = (16, 64)
+# Sequence lengths run at start: short texts, the benchmark's ~64 tokens, and the transformer's
+# default --max_length (the batch is padded to its longest text, at most max_length).
+WARM_UP_LENGTHS = (16, 64, 128)
+CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 
-def resolve_device(requested: str, dtype: str) -> torch.device:
-    """`auto` means CUDA when there is one. Half precision on the CPU is refused."""
+def resolve_device(requested: str, dtype: str, quantize: str = "none") -> torch.device:
+    """`auto` means CUDA when there is one. Half precision on the CPU is refused, and so is int8
+    quantization on a GPU."""
     cuda = torch.cuda.is_available()
     if requested == "cuda" and not cuda:
         raise ModelUnfit("--device cuda was asked for, but torch sees no CUDA device")
-    device = torch.device("cuda" if requested == "cuda" or (requested == "auto" and cuda) else "cpu")
+    device = torch.device(
+        "cuda" if requested == "cuda" or (requested == "auto" and cuda) else "cpu"
+    )
     if device.type == "cpu" and dtype != "float32":
         raise ModelUnfit(f"--dtype {dtype} runs only on a GPU; on the CPU use --dtype float32")
+    if device.type == "cuda" and quantize != "none":
+        raise ModelUnfit(
+            f"--quantize {quantize} (torch dynamic quantization) runs on the CPU only, and this "
+            "machine has a GPU: pass --device cpu to quantize, or use --dtype float16 on the GPU"
+        )
     return device
 
 
+def cgroup_cpu_limit(root: Path = CGROUP_ROOT) -> float | None:
+    """The CPU quota of this process's cgroup in CPUs (cgroup v2 `cpu.max`, or v1 CFS quota),
+    or None when there is none."""
+    try:
+        quota, period = (root / "cpu.max").read_text().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    try:
+        quota = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
+        period = int((root / "cpu" / "cpu.cfs_period_us").read_text())
+        return None if quota <= 0 or period <= 0 else quota / period
+    except (OSError, ValueError):
+        return None
+
+
+def available_cpus(root: Path = CGROUP_ROOT) -> int:
+    """The CPUs this process may run on (affinity), bounded by its cgroup quota (rounded up)."""
+    cpus = len(os.sched_getaffinity(0))
+    limit = cgroup_cpu_limit(root)
+    if limit is not None:
+        cpus = min(cpus, max(1, math.ceil(limit)))
+    return cpus
+
+
 def configure_threads(requested: int) -> int:
-    """Intra-op threads: as asked, else the CPUs this process may use (its cgroup's cpuset)."""
-    threads = requested or len(os.sched_getaffinity(0))
+    """Intra-op threads: as asked, else `available_cpus()`; one inter-op thread."""
+    threads = requested or available_cpus()
     torch.set_num_threads(threads)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:  # already set, or inter-op work already ran in this process
+        pass
     return threads
+
+
+def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
+    """Dynamic int8 quantization of every Linear layer: int8 weights with one scale per output
+    channel, activations quantized per batch at run time. CPU only; embeddings and LayerNorm stay
+    float32. Per-channel scales keep the demo's held-out answers identical to float32, where one
+    scale per tensor lost an answer (docs/performance.md)."""
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+    with warnings.catch_warnings():  # torch points to torchao for new code; this API still works
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        return quantize_dynamic(
+            model, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8
+        )
+
+
+def release_free_memory() -> None:
+    """Hand memory that the allocator keeps after freeing (model loading, warm-up) back to the
+    system, so the predictor's resident size is what it uses. glibc only; a no-op elsewhere."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def settle_memory() -> None:
+    """After loading and warm-up: collect once, then move every object made so far (torch,
+    transformers and kserve hold about 450,000) out of the garbage collector's reach, so a full
+    collection under load scans only what requests made instead of stalling the server for
+    a hundred milliseconds or more; then hand freed memory back to the system."""
+    gc.collect()
+    gc.freeze()
+    release_free_memory()
 
 
 @dataclass
@@ -45,17 +137,31 @@ class TorchRuntime:
     model: torch.nn.Module
     device: torch.device
     threads: int
+    quantize: str = "none"
 
     @classmethod
     def load(cls, config: PredictorConfig) -> TorchRuntime:
-        device = resolve_device(config.device, config.dtype)
+        quantize = getattr(config, "quantize", "none")
+        device = resolve_device(config.device, config.dtype, quantize)
         threads = configure_threads(config.torch_threads)
         model = AutoModelForSequenceClassification.from_pretrained(
             config.model_dir, dtype=TORCH_DTYPES[config.dtype]
         )
-        model.eval().to(device)
-        log.info("loaded %s on %s (%s, %d threads)", config.model_dir, device, config.dtype, threads)
-        return cls(model=model, device=device, threads=threads)
+        model.eval()
+        if quantize == "int8":
+            model = quantize_int8(model)
+        model.to(device)
+        release_free_memory()
+        log.info(
+            "loaded %s on %s (%s%s, %d threads, OMP_WAIT_POLICY=%s)",
+            config.model_dir,
+            device,
+            config.dtype,
+            ", int8 dynamic quantization" if quantize == "int8" else "",
+            threads,
+            os.environ.get("OMP_WAIT_POLICY", "unset"),
+        )
+        return cls(model=model, device=device, threads=threads, quantize=quantize)
 
     @property
     def type_vocab_size(self) -> int | None:
@@ -73,16 +179,25 @@ class TorchRuntime:
             "attention_mask": torch.from_numpy(attention_mask).to(self.device, non_blocking=True),
         }
         if token_type_ids is not None:
-            inputs["token_type_ids"] = torch.from_numpy(token_type_ids).to(self.device)
+            inputs["token_type_ids"] = torch.from_numpy(token_type_ids).to(
+                self.device, non_blocking=True
+            )
         with torch.inference_mode():
             logits = self.model(**inputs).logits
         # The one host synchronisation per batch: copying the result back.
         return logits.float().cpu().numpy()
 
     def warm_up(self, max_rows: int) -> None:
-        """Run the shapes the server will see first, so the first request is not the slow one."""
+        """Run the shapes the server will see first, so the first request is not the slow one:
+        one row at each warm-up length, and a full batch at the shorter ones (a full batch of
+        the longest costs seconds on a small CPU and teaches it nothing new). On a GPU this also
+        makes the CUDA context, the kernels' handles and the caching allocator's blocks."""
         limit = getattr(self.model.config, "max_position_embeddings", None) or max(WARM_UP_LENGTHS)
-        for rows in sorted({1, max_rows}):
-            for length in sorted({min(n, limit) for n in WARM_UP_LENGTHS}):
-                ids = np.ones((rows, length), dtype=np.int64)
-                self.forward(ids, np.ones_like(ids))
+        lengths = sorted({min(n, limit) for n in WARM_UP_LENGTHS})
+        shapes = [(1, n) for n in lengths] + [(max_rows, n) for n in lengths[:2] if max_rows > 1]
+        for rows, length in shapes:
+            ids = np.ones((rows, length), dtype=np.int64)
+            self.forward(ids, np.ones_like(ids))
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        settle_memory()

@@ -1,0 +1,146 @@
+"""The predictor's CPU settings: threads from the cgroup, OpenMP wait policy, int8 quantization."""
+
+import gc
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from predictor.config import PredictorConfig
+
+pytestmark = pytest.mark.unit
+
+torch = pytest.importorskip("torch", reason="the runtime needs the predictor extra")
+
+from kserve_kit.errors import ModelUnfit  # noqa: E402
+from predictor import runtime  # noqa: E402
+
+
+@pytest.mark.parametrize(
+    "files, limit",
+    [
+        ({"cpu.max": "200000 100000\n"}, 2.0),
+        ({"cpu.max": "150000 100000\n"}, 1.5),
+        ({"cpu.max": "max 100000\n"}, None),
+        ({"cpu/cpu.cfs_quota_us": "50000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 0.5),
+        ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),
+        ({}, None),
+    ],
+    ids=["v2-two", "v2-fraction", "v2-unlimited", "v1-half", "v1-unlimited", "none"],
+)
+def test_cgroup_cpu_limit_reads_v2_then_v1(tmp_path, files, limit):
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert runtime.cgroup_cpu_limit(tmp_path) == limit
+
+
+def test_available_cpus_is_the_affinity_bounded_by_the_quota_rounded_up(tmp_path, monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(64)))
+    (tmp_path / "cpu.max").write_text("150000 100000\n")
+    assert runtime.available_cpus(tmp_path) == 2  # 1.5 CPUs of quota on a 64-CPU node
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert runtime.available_cpus(tmp_path) == 64
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1})
+    (tmp_path / "cpu.max").write_text("800000 100000\n")
+    assert runtime.available_cpus(tmp_path) == 2  # a cpuset smaller than the quota wins
+
+
+def test_configure_threads_uses_the_request_else_the_available_cpus(monkeypatch):
+    monkeypatch.setattr(runtime, "available_cpus", lambda: 3)
+    before = torch.get_num_threads()
+    try:
+        assert runtime.configure_threads(0) == 3
+        assert torch.get_num_threads() == 3
+        assert runtime.configure_threads(1) == 1
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize(
+    "env, expected",
+    [({}, "PASSIVE"), ({"OMP_WAIT_POLICY": "ACTIVE"}, "ACTIVE")],
+    ids=["unset-becomes-passive", "an-explicit-setting-is-kept"],
+)
+def test_the_runtime_makes_openmp_threads_sleep_unless_told_otherwise(env, expected):
+    clean = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    code = (
+        "import sys; sys.argv = sys.argv[:1]; import predictor.runtime, os; "
+        "print(os.environ['OMP_WAIT_POLICY'])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    assert out.stdout.strip() == expected
+
+
+def test_int8_is_refused_on_a_gpu_with_a_clear_reason(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    with pytest.raises(ModelUnfit, match="--quantize int8 .* runs on the CPU only"):
+        runtime.resolve_device("auto", "float32", "int8")
+    assert runtime.resolve_device("cpu", "float32", "int8").type == "cpu"
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--quantize", "int8", "--device", "cuda"], "--quantize int8 runs on the CPU only"),
+        (["--quantize", "int8", "--dtype", "float16"], "quantizes float32 weights"),
+        (["--quantize", "int4"], "invalid choice: 'int4'"),
+    ],
+)
+def test_the_quantize_flag_refuses_what_it_cannot_do(argv, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        PredictorConfig.from_args(argv)
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_the_quantize_flag_defaults_to_none():
+    assert PredictorConfig.from_args([]).quantize == "none"
+    assert PredictorConfig.from_args(["--quantize", "int8", "--device", "cpu"]).quantize == "int8"
+
+
+def test_int8_quantizes_every_linear_layer_and_keeps_the_answers(tiny_model_dir):
+    float_runtime = runtime.TorchRuntime.load(
+        PredictorConfig.from_args(["--model_dir", str(tiny_model_dir), "--device", "cpu"])
+    )
+    int8_runtime = runtime.TorchRuntime.load(
+        PredictorConfig.from_args(
+            ["--model_dir", str(tiny_model_dir), "--device", "cpu", "--quantize", "int8"]
+        )
+    )
+    modules = list(int8_runtime.model.modules())
+    assert not any(type(m) is torch.nn.Linear for m in modules)
+    assert any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in modules)
+    rng = np.random.default_rng(5)
+    ids = rng.integers(1000, 5000, size=(6, 20), dtype=np.int64)
+    mask = np.ones_like(ids)
+    expected = float_runtime.forward(ids, mask)
+    got = int8_runtime.forward(ids, mask)
+    assert got.shape == expected.shape and got.dtype == np.float32
+    np.testing.assert_allclose(got, expected, atol=0.1)
+
+
+def test_warm_up_runs_one_row_at_every_length_and_a_full_batch_at_the_short_ones(tiny_model_dir):
+    rt = runtime.TorchRuntime.load(
+        PredictorConfig.from_args(["--model_dir", str(tiny_model_dir), "--device", "cpu"])
+    )
+    shapes = []
+    real_forward = rt.forward
+    rt.forward = lambda ids, mask, types=None: shapes.append(ids.shape) or real_forward(ids, mask)
+    try:
+        rt.warm_up(8)
+        assert shapes == [(1, 16), (1, 64), (1, 128), (8, 16), (8, 64)]
+        # what loading made is out of the collector's reach: full collections stay short
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
