@@ -49,7 +49,9 @@ def test_pad_and_stack_pads_to_the_longest_with_zero_attention():
 
         rows = property(lambda self: self.input_ids.shape[0])
 
-    ids, mask, types = pad_and_stack([Job(np.array([[5, 6]])), Job(np.array([[7, 8, 9]]))], pad_id=0)
+    ids, mask, types = pad_and_stack(
+        [Job(np.array([[5, 6]])), Job(np.array([[7, 8, 9]]))], pad_id=0
+    )
     assert ids.tolist() == [[5, 6, 0], [7, 8, 9]]
     assert mask.tolist() == [[1, 1, 0], [1, 1, 1]]
     assert types is None
@@ -132,3 +134,50 @@ def test_batched_and_unbatched_logits_agree_on_a_real_model(tiny_model_dir):
 
     for a, b in zip(alone, asyncio.run(main()), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def _histogram(name: str) -> tuple[float, float]:
+    """(count, sum) of one of the batcher's Prometheus histograms, from the default registry."""
+    from prometheus_client import REGISTRY
+
+    count = REGISTRY.get_sample_value(f"{name}_count") or 0.0
+    total = REGISTRY.get_sample_value(f"{name}_sum") or 0.0
+    return count, total
+
+
+@pytest.mark.parametrize("delay_s", [0.005, 0], ids=["batching-on", "batching-off"])
+def test_every_forward_is_counted_with_its_rows_and_every_request_with_its_wait(delay_s):
+    forward = RecordingForward(delay_s=0.01)
+    forwards0, rows0 = _histogram("kserve_kit_predictor_batch_rows")
+    waits0, _ = _histogram("kserve_kit_predictor_batch_queue_seconds")
+
+    async def main():
+        batcher = Batcher(forward, max_batch_size=8, max_delay_s=delay_s)
+        inputs = [request(200 + i) for i in range(10)]
+        await asyncio.gather(*(batcher.infer(x, np.ones_like(x)) for x in inputs))
+        batcher.close()
+        return inputs
+
+    inputs = asyncio.run(main())
+    forwards, rows = _histogram("kserve_kit_predictor_batch_rows")
+    waits, _ = _histogram("kserve_kit_predictor_batch_queue_seconds")
+    assert forwards - forwards0 == len(forward.batches)
+    assert rows - rows0 == sum(x.shape[0] for x in inputs)
+    assert waits - waits0 == len(inputs)
+
+
+def test_a_burst_larger_than_a_batch_is_split_and_nothing_is_lost():
+    forward = RecordingForward(delay_s=0.005)
+
+    async def main():
+        batcher = Batcher(forward, max_batch_size=4, max_delay_s=0.002)
+        inputs = [np.full((1 + i % 3, 5), i + 1, dtype=np.int64) for i in range(30)]
+        results = await asyncio.gather(*(batcher.infer(x, np.ones_like(x)) for x in inputs))
+        batcher.close()
+        return inputs, results
+
+    inputs, results = asyncio.run(main())
+    for x, y in zip(inputs, results, strict=True):
+        np.testing.assert_array_equal(y, expected(x))
+    assert max(rows for rows, _ in forward.batches) <= 4
+    assert sum(rows for rows, _ in forward.batches) == sum(x.shape[0] for x in inputs)
