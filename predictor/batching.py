@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -87,16 +88,26 @@ class Batcher:
         max_batch_size: int,
         max_delay_s: float,
         pad_id: int = 0,
+        workers: int = 1,
+        worker_init: Callable[[], None] | None = None,
     ):
+        """`workers` forwards may run at once, each on its own batch and its own thread;
+        `worker_init` runs once in each of those threads (the runtime sets its torch threads
+        there). One worker is the classic batcher: torch parallelises inside each forward."""
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
         self._forward = forward
         self._max_rows = max_batch_size
         self._max_delay_s = max_delay_s
         self._pad_id = pad_id
         self._queue: asyncio.Queue[_Job] | None = None
         self._carry: _Job | None = None  # a job that did not fit the last batch goes first next
-        self._worker: asyncio.Task | None = None
-        # One thread: the model runs one forward at a time; torch parallelises inside it.
-        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="forward")
+        self._queued_rows = 0  # rows in the queue (not counting the carry)
+        self._workers: list[asyncio.Task] = []
+        self._worker_count = workers
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            workers, thread_name_prefix="forward", initializer=worker_init
+        )
 
     async def infer(
         self,
@@ -116,34 +127,56 @@ class Batcher:
                 return self._forward(input_ids, attention_mask, token_type_ids)
 
             return await loop.run_in_executor(self._executor, forward_alone)
-        if self._worker is None or self._worker.done():
+        if not self._workers or any(worker.done() for worker in self._workers):
+            for worker in self._workers:
+                worker.cancel()
             self._queue = asyncio.Queue()
-            self._worker = loop.create_task(self._run())
+            self._carry = None
+            self._queued_rows = 0
+            self._workers = [loop.create_task(self._run()) for _ in range(self._worker_count)]
         job = _Job(input_ids, attention_mask, token_type_ids, loop.create_future())
         self._queue.put_nowait(job)
+        self._queued_rows += job.rows
         return await job.future
 
+    def _take(self) -> _Job:
+        job = self._queue.get_nowait()
+        self._queued_rows -= job.rows
+        return job
+
     async def _collect(self) -> list[_Job]:
-        """The next batch: the first waiting job, then whatever else fits."""
+        """The next batch: the first waiting job, then whatever else fits. With several
+        workers, a worker takes only its share of the rows waiting (rounded up), so that the
+        others get the rest instead of idling beside one big forward."""
         if self._carry is not None:
             first, self._carry, under_load = self._carry, None, True
         else:
             first = await self._queue.get()
+            self._queued_rows -= first.rows
             under_load = not self._queue.empty()
+        limit = self._max_rows
+        if self._worker_count > 1:
+            waiting = first.rows + self._queued_rows
+            limit = min(limit, max(first.rows, math.ceil(waiting / self._worker_count)))
         batch, rows = [first], first.rows
         deadline = time.monotonic() + self._max_delay_s
-        while rows < self._max_rows:
+        while rows < limit:
             if not self._queue.empty():
-                job = self._queue.get_nowait()
+                job = self._take()
             elif under_load and (remaining := deadline - time.monotonic()) > 0:
                 try:
                     job = await asyncio.wait_for(self._queue.get(), remaining)
                 except TimeoutError:
                     break
+                self._queued_rows -= job.rows
             else:
                 break
-            if rows + job.rows > self._max_rows:
-                self._carry = job
+            if rows + job.rows > limit:
+                if self._carry is None:
+                    self._carry = job
+                else:  # another worker's leftover is already waiting: this one queues again
+                    self._queue.put_nowait(job)
+                    self._queued_rows += job.rows
                 break
             batch.append(job)
             rows += job.rows
@@ -175,6 +208,6 @@ class Batcher:
                 row += job.rows
 
     def close(self) -> None:
-        if self._worker is not None:
-            self._worker.cancel()
+        for worker in self._workers:
+            worker.cancel()
         self._executor.shutdown(wait=False, cancel_futures=True)

@@ -43,6 +43,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="torch intra-op threads; 0 uses the CPUs this process may run on (cpuset and quota)",
     )
     parser.add_argument(
+        "--forward_workers",
+        type=positive(int),
+        default=1,
+        help="forward passes run at once, each on its own batch with torch_threads/N intra-op "
+        "threads; on a small CPU 2 workers of 1 thread beat 1 of 2 (docs/performance.md)",
+    )
+    parser.add_argument(
         "--quantize",
         choices=QUANTIZE_MODES,
         default="none",
@@ -64,6 +71,7 @@ class PredictorConfig:
     max_batch_delay_ms: float
     torch_threads: int
     quantize: str = "none"
+    forward_workers: int = 1
 
     @classmethod
     def from_args(cls, argv: Sequence[str] | None = None) -> PredictorConfig:
@@ -85,6 +93,11 @@ class PredictorConfig:
                 f"--dtype {args.dtype} needs --device cuda (or auto on a GPU); "
                 "on the CPU use --dtype float32"
             )
+        if args.torch_threads and args.torch_threads < args.forward_workers:
+            raise ValueError(
+                f"--torch_threads {args.torch_threads} cannot feed {args.forward_workers} "
+                "--forward_workers: each needs at least one thread (or use --torch_threads 0)"
+            )
         if args.quantize != "none" and args.device == "cuda":
             raise ValueError(
                 f"--quantize {args.quantize} runs on the CPU only; on a GPU use --dtype float16"
@@ -102,4 +115,5 @@ class PredictorConfig:
             max_batch_delay_ms=args.max_batch_delay_ms,
             torch_threads=args.torch_threads,
             quantize=args.quantize,
+            forward_workers=args.forward_workers,
         )

@@ -21,6 +21,7 @@ import math
 import os
 import sys
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -162,6 +163,16 @@ class TorchRuntime:
             os.environ.get("OMP_WAIT_POLICY", "unset"),
         )
         return cls(model=model, device=device, threads=threads, quantize=quantize)
+
+    def worker_init(self, workers: int) -> Callable[[], None]:
+        """What each of the batcher's forward threads runs first: its share of the intra-op
+        threads (OpenMP's thread count is kept per calling thread)."""
+        share = max(1, self.threads // workers)
+
+        def init() -> None:
+            torch.set_num_threads(share)
+
+        return init
 
     @property
     def type_vocab_size(self) -> int | None:

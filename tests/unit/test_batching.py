@@ -181,3 +181,64 @@ def test_a_burst_larger_than_a_batch_is_split_and_nothing_is_lost():
         np.testing.assert_array_equal(y, expected(x))
     assert max(rows for rows, _ in forward.batches) <= 4
     assert sum(rows for rows, _ in forward.batches) == sum(x.shape[0] for x in inputs)
+
+
+class ConcurrencyProbe(RecordingForward):
+    """Records how many forwards ran at the same time, and in which threads."""
+
+    def __init__(self, delay_s: float):
+        super().__init__(delay_s=delay_s)
+        self.running = 0
+        self.most_at_once = 0
+        self.threads: set[str] = set()
+
+    def __call__(self, ids, mask, types):
+        with self.lock:
+            self.running += 1
+            self.most_at_once = max(self.most_at_once, self.running)
+            self.threads.add(threading.current_thread().name)
+        try:
+            return super().__call__(ids, mask, types)
+        finally:
+            with self.lock:
+                self.running -= 1
+
+
+def test_two_workers_run_two_batches_at_once_and_every_caller_gets_its_rows():
+    forward = ConcurrencyProbe(delay_s=0.02)
+    initialised: list[str] = []
+
+    def init():
+        initialised.append(threading.current_thread().name)
+
+    async def main():
+        batcher = Batcher(forward, max_batch_size=8, max_delay_s=0.002, workers=2, worker_init=init)
+        inputs = [request(300 + i) for i in range(40)]
+        results = await asyncio.gather(*(batcher.infer(x, np.ones_like(x)) for x in inputs))
+        batcher.close()
+        return inputs, results
+
+    inputs, results = asyncio.run(main())
+    for x, y in zip(inputs, results, strict=True):
+        np.testing.assert_array_equal(y, expected(x))
+    assert forward.most_at_once == 2
+    assert sorted(initialised) == sorted(forward.threads)  # each forward thread ran init first
+    assert sum(rows for rows, _ in forward.batches) == sum(x.shape[0] for x in inputs)
+
+
+def test_with_two_workers_a_lone_request_still_runs_at_once():
+    forward = ConcurrencyProbe(delay_s=0)
+
+    async def main():
+        batcher = Batcher(forward, max_batch_size=8, max_delay_s=60, workers=2)
+        x = np.array([[4, 5]])
+        result = await asyncio.wait_for(batcher.infer(x, np.ones_like(x)), timeout=10)
+        batcher.close()
+        return result
+
+    np.testing.assert_array_equal(asyncio.run(main()), [[9, 2]])
+
+
+def test_a_batcher_needs_at_least_one_worker():
+    with pytest.raises(ValueError, match="workers must be >= 1"):
+        Batcher(RecordingForward(), max_batch_size=8, max_delay_s=0.01, workers=0)

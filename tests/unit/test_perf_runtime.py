@@ -144,3 +144,43 @@ def test_warm_up_runs_one_row_at_every_length_and_a_full_batch_at_the_short_ones
         assert gc.get_freeze_count() > 0
     finally:
         gc.unfreeze()
+
+
+def test_forward_workers_share_the_threads(tiny_model_dir):
+    rt = runtime.TorchRuntime.load(
+        PredictorConfig.from_args(
+            ["--model_dir", str(tiny_model_dir), "--device", "cpu", "--torch_threads", "4"]
+        )
+    )
+    seen = []
+    init = rt.worker_init(2)
+
+    def in_thread():
+        init()
+        seen.append(torch.get_num_threads())
+
+    import threading
+
+    before = torch.get_num_threads()
+    thread = threading.Thread(target=in_thread)
+    try:
+        thread.start()
+        thread.join()
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [2]
+    assert rt.worker_init(8) is not None  # never fewer than one thread each
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--forward_workers", "0"], "must be greater than 0"),
+        (["--forward_workers", "3", "--torch_threads", "2"], "cannot feed 3 --forward_workers"),
+    ],
+)
+def test_forward_workers_refuses_what_it_cannot_do(argv, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        PredictorConfig.from_args(argv)
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
