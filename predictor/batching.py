@@ -12,6 +12,11 @@ runs, the other half's next requests queue up. On a CPU that costs little (a for
 costs about 5 % more CPU per row than one of 16; docs/performance.md); waiting for the clients
 of the last batch to come back was tried and was no better.
 
+With `workers` > 1, that many worker tasks share the queue, each running its own forward in its
+own thread (the runtime gives each thread its share of the intra-op threads), and each taking
+only its share of the rows waiting. On a small CPU two single-threaded forwards beat one forward
+on two threads (docs/performance.md).
+
 Pure numpy and asyncio: the forward function is injected, so this module is tested without torch.
 The batch sizes and waits are Prometheus histograms on the predictor's /metrics.
 """

@@ -1,0 +1,140 @@
+"""The physical limit: the predictor's own torch forward, called directly, batch after batch.
+
+    python -m bench.raw --model_dir models/demo --threads 2 --batches 1,16,32 --seconds 3
+    python -m bench.raw --model_dir models/demo --quantize int8 --serve   # for bench/__main__
+
+Runs in its own process with the settings of a served predictor (it loads the model through
+`predictor.runtime.TorchRuntime`: same threads, same OpenMP policy, same forward). One-shot, it
+prints one JSON object. With --serve it keeps the model loaded and answers one JSON line per
+command line on stdin, so the benchmark can interleave its measurements with the servers':
+`{"cmd": "forward", "batch": 16, "seconds": 2}` or `{"cmd": "accuracy"}` (the demo's held-out
+split, tokenized as the transformer does).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import bench._kserve_argv  # noqa: F401  (before predictor.config)
+from bench.inputs import make_texts, tokenize
+from predictor.config import PredictorConfig
+from predictor.runtime import TorchRuntime
+
+MAX_FORWARDS = 100_000  # a bound on every timing loop, besides its duration
+
+
+def measure(runtime: TorchRuntime, batches: list, seconds: float) -> dict:
+    """Forward the prepared batches in turn for `seconds`; per-forward times and rows/s."""
+    for ids, mask in batches[:2]:  # this shape's first calls are not timed
+        runtime.forward(ids, mask)
+    times, rows = [], 0
+    started = time.perf_counter()
+    cpu_started = time.process_time()
+    for i in range(MAX_FORWARDS):
+        ids, mask = batches[i % len(batches)]
+        t0 = time.perf_counter()
+        runtime.forward(ids, mask)
+        times.append(time.perf_counter() - t0)
+        rows += ids.shape[0]
+        if t0 + times[-1] - started >= seconds:
+            break
+    elapsed = time.perf_counter() - started
+    cpu = time.process_time() - cpu_started
+    return {
+        "forwards": len(times),
+        "rows": rows,
+        "rows_per_s": rows / elapsed,
+        "forward_ms_p50": 1000 * statistics.median(times),
+        "cpu_ms_per_row": 1000 * cpu / rows,
+    }
+
+
+def prepared(model_dir: Path, batch: int, texts: list[str]) -> list:
+    """Batches of `batch` consecutive texts, each padded to its own longest text."""
+    out = []
+    for start in range(0, len(texts) - batch + 1, batch):
+        out.append(tokenize(model_dir, texts[start : start + batch]))
+    return out
+
+
+def heldout_accuracy(runtime: TorchRuntime, model_dir: Path) -> dict:
+    """Top-1 accuracy on the demo's held-out split, texts tokenized as the transformer does."""
+    from kserve_kit.demo.build import load_examples, split
+    from kserve_kit.modeldir import ModelInfo
+    from kserve_kit.tokenization import TextEncoder
+
+    info = ModelInfo.load(model_dir)
+    _, heldout = split(load_examples())
+    encoder = TextEncoder(info, max_length=128)
+    correct = 0
+    for start in range(0, len(heldout), 16):
+        chunk = heldout[start : start + 16]
+        encoded = encoder.encode([text for text, _ in chunk])
+        predicted = runtime.forward(encoded.input_ids, encoded.attention_mask).argmax(axis=1)
+        correct += sum(
+            info.labels[p] == label for p, (_, label) in zip(predicted, chunk, strict=True)
+        )
+    return {"examples": len(heldout), "correct": int(correct), "accuracy": correct / len(heldout)}
+
+
+def serve(runtime: TorchRuntime, model_dir: Path) -> None:
+    """Answer commands from stdin until it closes (the benchmark's worker mode)."""
+    texts = make_texts(model_dir)
+    cache: dict[int, list] = {}
+    print(json.dumps({"ready": True, "threads": runtime.threads}), flush=True)
+    for line in sys.stdin:
+        command = json.loads(line)
+        if command["cmd"] == "forward":
+            batch = int(command["batch"])
+            if batch not in cache:
+                cache[batch] = prepared(model_dir, batch, texts)
+            answer = measure(runtime, cache[batch], float(command["seconds"]))
+        elif command["cmd"] == "accuracy":
+            answer = heldout_accuracy(runtime, model_dir)
+        else:
+            answer = {"error": f"unknown command {command['cmd']!r}"}
+        print(json.dumps(answer), flush=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model_dir", type=Path, required=True)
+    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--quantize", choices=("none", "int8"), default="none")
+    parser.add_argument("--batches", default="1,16,32")
+    parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--serve", action="store_true", help="answer commands on stdin")
+    args = parser.parse_args(argv)
+
+    config = PredictorConfig.from_args(
+        [
+            "--model_dir",
+            str(args.model_dir),
+            "--device",
+            "cpu",
+            "--torch_threads",
+            str(args.threads),
+            "--quantize",
+            args.quantize,
+        ]
+    )
+    runtime = TorchRuntime.load(config)
+    if args.serve:
+        serve(runtime, args.model_dir)
+        return
+    texts = make_texts(args.model_dir)
+    result = {"threads": runtime.threads, "quantize": args.quantize, "batches": {}}
+    for batch in (int(b) for b in args.batches.split(",")):
+        result["batches"][str(batch)] = measure(
+            runtime, prepared(args.model_dir, batch, texts), args.seconds
+        )
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,34 @@
+# The benchmark: the raw forward (the limit), the predictor, the chain, PyTriton and an unbatched
+# KServe model, side by side (included by Makefile). Results: bench/results/; write-up:
+# docs/performance.md. Every target sends traffic to 127.0.0.1 only.
+
+PYTRITON_VENV ?= .venv-pytriton
+BENCH_ARGS ?=
+
+##@ Benchmark
+
+# The bench extra (matplotlib, psutil) on top of `make install`'s groups.
+$(VENV)/.bench-installed: $(VENV)/.installed pyproject.toml
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[bench]'
+	touch $@
+
+$(PYTRITON_VENV)/.installed: bench/requirements-pytriton.txt
+	$(PYTHON_BOOTSTRAP) -m venv $(PYTRITON_VENV)
+	$(PYTRITON_VENV)/bin/python -m pip install --quiet --upgrade pip==26.3
+	$(PYTRITON_VENV)/bin/python -m pip install --quiet -r bench/requirements-pytriton.txt
+	touch $@
+
+.PHONY: bench-pytriton-venv
+bench-pytriton-venv: $(PYTRITON_VENV)/.installed ## Make .venv-pytriton, PyTriton's own venv (numpy<2), for the peer
+
+.PHONY: bench
+bench: $(VENV)/.bench-installed model $(PYTRITON_VENV)/.installed ## Full benchmark (5 rounds, ~12 min): table, JSON and plot in bench/results/
+	$(PY) -m bench $(BENCH_ARGS)
+
+.PHONY: bench-quick
+bench-quick: $(VENV)/.bench-installed model $(PYTRITON_VENV)/.installed ## Quick benchmark (2 short rounds, ~2 min), same targets and table
+	$(PY) -m bench --quick $(BENCH_ARGS)
+
+.PHONY: bench-report
+bench-report: $(VENV)/.bench-installed ## Print the table of the last benchmark run again (bench/results/latest.json)
+	$(PY) -m bench.report bench/results/latest.json
