@@ -396,7 +396,15 @@ def _output_path(text: str) -> Path:
 
 
 # The predictor flags that the batch command uses; the rest are KServe's server flags.
-_RUNTIME_FLAGS = {"model_dir", "device", "dtype", "max_batch_size", "torch_threads", "help"}
+_RUNTIME_FLAGS = {
+    "model_dir",
+    "device",
+    "dtype",
+    "quantize",
+    "max_batch_size",
+    "torch_threads",
+    "help",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:

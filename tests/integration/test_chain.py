@@ -91,3 +91,28 @@ def test_predictor_exports_its_inflight_gauge(tiny_chain):
     status, text = get(f"{predictor.url}/metrics")
     assert status == 200
     assert 'kserve_kit_predictor_inflight_requests{model_name="text-classifier"}' in text
+
+
+def test_two_forward_workers_serve_the_same_answers(tiny_model_dir, tmp_path):
+    """--forward_workers 2 runs two forwards at once; answers must not depend on it."""
+    from tests.support import servers
+
+    predictor = servers.predictor(
+        tiny_model_dir, tmp_path, extra=["--forward_workers", "2", "--torch_threads", "2"]
+    )
+    texts = [f"text number {i}" for i in range(6)]
+    with servers.running(predictor):
+        transformer = servers.transformer(tiny_model_dir, tmp_path, predictor)
+        with servers.running(transformer):
+            status, body = post(infer_url(transformer), texts_body(texts))
+    assert status == 200, body
+    reference = servers.predictor(tiny_model_dir, tmp_path, name="reference")
+    with servers.running(reference):
+        ref_transformer = servers.transformer(tiny_model_dir, tmp_path, reference, name="ref-t")
+        with servers.running(ref_transformer):
+            _, ref_body = post(infer_url(ref_transformer), texts_body(texts))
+    np.testing.assert_allclose(
+        outputs(body)["probabilities"]["data"],
+        outputs(ref_body)["probabilities"]["data"],
+        atol=1e-5,
+    )
