@@ -32,3 +32,7 @@ bench-quick: $(VENV)/.bench-installed model $(PYTRITON_VENV)/.installed ## Quick
 .PHONY: bench-report
 bench-report: $(VENV)/.bench-installed ## Print the table of the last benchmark run again (bench/results/latest.json)
 	$(PY) -m bench.report bench/results/latest.json
+
+.PHONY: bench-batch
+bench-batch: $(VENV)/.bench-installed model ## Offline batch command vs the raw batched forward, same model and threads (~1.5 min)
+	$(PY) -m bench.batch_pipeline $(BENCH_ARGS)
