@@ -16,7 +16,7 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 import render
-from conftest import REPO, container, in_ci, inference_services, only
+from conftest import REPO, container, demo_model, flag, inference_services, only
 
 pytestmark = pytest.mark.manifests
 
@@ -47,17 +47,6 @@ def batch_docs(docs: list[dict]) -> list[dict]:
 def batch_container(doc: dict) -> dict:
     (c,) = job_spec(doc)["template"]["spec"]["containers"]
     return c
-
-
-def flag(args: list[str], name: str) -> str | None:
-    """Last value of --name=value or --name value (argparse's last one wins)."""
-    found = None
-    for i, arg in enumerate(args):
-        if arg.startswith(f"{name}="):
-            found = arg.split("=", 1)[1]
-        elif arg == name and i + 1 < len(args):
-            found = args[i + 1]
-    return found
 
 
 def parse_batch(args: list[str]):
@@ -324,15 +313,6 @@ def test_schema_rejects_bad_batch_values(batch):
 
 
 # ---- the rendered Job, run as its pod would run ----------------------------------------------
-
-
-def demo_model() -> Path:
-    path = Path(os.environ.get("MODEL_DIR", REPO / "models" / "demo"))
-    if not (path / "config.json").is_file():
-        if in_ci():
-            pytest.fail(f"no demo model at {path} (make model builds it)")
-        pytest.skip(f"no demo model at {path}: run `make model`")
-    return path.resolve()
 
 
 def test_rendered_batch_job_scores_a_file(objects, tmp_path):

@@ -8,7 +8,7 @@ import copy
 
 import pytest
 import render
-from conftest import container, inference_services, only
+from conftest import container, flag, inference_services, only
 
 pytestmark = pytest.mark.manifests
 
@@ -32,17 +32,6 @@ def parse_transformer(args):
     from transformer.config import TransformerConfig
 
     return TransformerConfig.from_args(args)
-
-
-def flag(args: list[str], name: str) -> str | None:
-    """Last value of --name=value or --name value (argparse's last one wins)."""
-    found = None
-    for i, arg in enumerate(args):
-        if arg.startswith(f"{name}="):
-            found = arg.split("=", 1)[1]
-        elif arg == name and i + 1 < len(args):
-            found = args[i + 1]
-    return found
 
 
 def env(c: dict) -> dict[str, str]:

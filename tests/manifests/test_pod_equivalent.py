@@ -10,13 +10,11 @@ test_consistency.py checks. Then one V2 request through the transformer must ret
 from __future__ import annotations
 
 import json
-import os
 import sys
 import urllib.request
-from pathlib import Path
 
 import pytest
-from conftest import REPO, container, in_ci, inference_services
+from conftest import REPO, container, demo_model, inference_services
 
 sys.path.insert(0, str(REPO / "tests"))
 from support.servers import Server, free_port, running  # noqa: E402
@@ -26,15 +24,6 @@ pytestmark = pytest.mark.manifests
 MOUNT = "/mnt/models"
 # What the controller would add to the transformer if missing (KServe, v1beta1 transformer).
 CONTROLLER_DEFAULTS = ("--model_name", "--predictor_host", "--http_port")
-
-
-def demo_model() -> Path:
-    path = Path(os.environ.get("MODEL_DIR", REPO / "models" / "demo"))
-    if not (path / "config.json").is_file():
-        if in_ci():
-            pytest.fail(f"no demo model at {path} (make model builds it)")
-        pytest.skip(f"no demo model at {path}: run `make model`")
-    return path.resolve()
 
 
 def localize(args: list[str], replacements: dict[str, str]) -> list[str]:
