@@ -13,9 +13,11 @@ costs about 5 % more CPU per row than one of 16; docs/performance.md); waiting f
 of the last batch to come back was tried and was no better.
 
 With `workers` > 1, that many worker tasks share the queue, each running its own forward in its
-own thread (the runtime gives each thread its share of the intra-op threads), and each taking
-only its share of the rows waiting. On a small CPU two single-threaded forwards beat one forward
-on two threads (docs/performance.md).
+own thread and taking only its share of the rows waiting. Before each forward the batcher tells
+the runtime (`before_forward`) whether that forward runs alone: no other forward running and no
+request waiting. The runtime then gives a lone forward every intra-op thread (the lowest latency
+for a lone request) and each of several forwards its share of them (the highest throughput: on a
+small CPU two single-threaded forwards beat one forward on two threads, docs/performance.md).
 
 Pure numpy and asyncio: the forward function is injected, so this module is tested without torch.
 The batch sizes and waits are Prometheus histograms on the predictor's /metrics.
@@ -94,11 +96,12 @@ class Batcher:
         max_delay_s: float,
         pad_id: int = 0,
         workers: int = 1,
-        worker_init: Callable[[], None] | None = None,
+        before_forward: Callable[[bool], None] | None = None,
     ):
-        """`workers` forwards may run at once, each on its own batch and its own thread;
-        `worker_init` runs once in each of those threads (the runtime sets its torch threads
-        there). One worker is the classic batcher: torch parallelises inside each forward."""
+        """`workers` forwards may run at once, each on its own batch and its own thread.
+        `before_forward(alone)` runs in that thread before each forward, `alone` saying whether
+        no other forward runs or waits to run (the runtime sets its torch threads there). One
+        worker is the classic batcher: torch parallelises inside each forward."""
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
         self._forward = forward
@@ -110,8 +113,10 @@ class Batcher:
         self._queued_rows = 0  # rows in the queue (not counting the carry)
         self._workers: list[asyncio.Task] = []
         self._worker_count = workers
+        self._running = 0  # forwards running now
+        self._before_forward = before_forward
         self._executor = concurrent.futures.ThreadPoolExecutor(
-            workers, thread_name_prefix="forward", initializer=worker_init
+            workers, thread_name_prefix="forward"
         )
 
     async def infer(
@@ -126,12 +131,10 @@ class Batcher:
             # Batching off: each request is its own forward, still off the event loop.
             arrived = time.monotonic()
 
-            def forward_alone() -> np.ndarray:
-                BATCH_WAIT.observe(time.monotonic() - arrived)
-                BATCH_ROWS.observe(input_ids.shape[0])
-                return self._forward(input_ids, attention_mask, token_type_ids)
-
-            return await loop.run_in_executor(self._executor, forward_alone)
+            BATCH_ROWS.observe(input_ids.shape[0])
+            return await self._run_forward(
+                loop, [arrived], input_ids, attention_mask, token_type_ids
+            )
         if not self._workers or any(worker.done() for worker in self._workers):
             for worker in self._workers:
                 worker.cancel()
@@ -194,13 +197,10 @@ class Batcher:
             batch = [job for job in batch if not job.future.done()]  # callers that gave up
             if not batch:
                 continue
-            started = time.monotonic()
-            for job in batch:
-                BATCH_WAIT.observe(started - job.arrived)
             try:
                 ids, mask, types = pad_and_stack(batch, self._pad_id)
                 BATCH_ROWS.observe(ids.shape[0])
-                logits = await loop.run_in_executor(self._executor, self._forward, ids, mask, types)
+                logits = await self._run_forward(loop, [j.arrived for j in batch], ids, mask, types)
             except Exception as exc:  # the forward failed: every caller in the batch learns why
                 for job in batch:
                     if not job.future.done():
@@ -211,6 +211,26 @@ class Batcher:
                 if not job.future.done():
                     job.future.set_result(logits[row : row + job.rows])
                 row += job.rows
+
+    async def _run_forward(self, loop, arrived: list[float], ids, mask, types) -> np.ndarray:
+        """One forward in a forward thread; `arrived`: when its requests reached the batcher."""
+        waiting = self._carry is not None or (self._queue is not None and not self._queue.empty())
+        alone = self._running == 0 and not waiting
+        self._running += 1
+        try:
+            return await loop.run_in_executor(
+                self._executor, self._forward_in_thread, arrived, alone, ids, mask, types
+            )
+        finally:
+            self._running -= 1
+
+    def _forward_in_thread(self, arrived, alone, ids, mask, types) -> np.ndarray:
+        started = time.monotonic()
+        for t in arrived:
+            BATCH_WAIT.observe(started - t)
+        if self._before_forward is not None:
+            self._before_forward(alone)
+        return self._forward(ids, mask, types)
 
     def close(self) -> None:
         for worker in self._workers:

@@ -44,10 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--forward_workers",
-        type=positive(int),
-        default=1,
-        help="forward passes run at once, each on its own batch with torch_threads/N intra-op "
-        "threads; on a small CPU 2 workers of 1 thread beat 1 of 2 (docs/performance.md)",
+        type=non_negative_int,
+        default=0,
+        help="forward passes run at once, each on its own batch; several at once share the "
+        "torch threads, a lone one gets them all. 0 (auto): 2 on a CPU with 2 threads or more "
+        "(on a small CPU 2 single-threaded forwards beat 1 on 2 threads, docs/performance.md), "
+        "1 on a GPU",
     )
     parser.add_argument(
         "--quantize",
@@ -57,6 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
         "change, see docs/performance.md)",
     )
     return parser
+
+
+def non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -71,7 +80,7 @@ class PredictorConfig:
     max_batch_delay_ms: float
     torch_threads: int
     quantize: str = "none"
-    forward_workers: int = 1
+    forward_workers: int = 0  # 0: auto, resolved by the runtime (predictor.runtime)
 
     @classmethod
     def from_args(cls, argv: Sequence[str] | None = None) -> PredictorConfig:

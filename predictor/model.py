@@ -85,8 +85,8 @@ class TextClassifierPredictor(Model):
             max_batch_size=self.config.max_batch_size,
             max_delay_s=self.config.max_batch_delay_ms / 1000,
             pad_id=self.info.pad_token_id or 0,
-            workers=self.config.forward_workers,
-            worker_init=self.runtime.worker_init(self.config.forward_workers),
+            workers=self.runtime.forward_workers,
+            before_forward=self.runtime.thread_plan(self.runtime.forward_workers),
         )
         self.ready = True
         return self.ready

@@ -99,6 +99,15 @@ def configure_threads(requested: int) -> int:
     return threads
 
 
+def resolve_forward_workers(requested: int, device: torch.device, threads: int) -> int:
+    """--forward_workers 0 (auto): two forwards at once on a CPU with two threads or more, each
+    on half of them (a lone forward still gets them all); one on a GPU, which runs one batch
+    at a time anyway. An explicit number is kept."""
+    if requested:
+        return requested
+    return 2 if device.type == "cpu" and threads >= 2 else 1
+
+
 def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
     """Dynamic int8 quantization of every Linear layer: int8 weights with one scale per output
     channel, activations quantized per batch at run time. CPU only; embeddings and LayerNorm stay
@@ -139,6 +148,7 @@ class TorchRuntime:
     device: torch.device
     threads: int
     quantize: str = "none"
+    forward_workers: int = 1
 
     @classmethod
     def load(cls, config: PredictorConfig) -> TorchRuntime:
@@ -153,26 +163,34 @@ class TorchRuntime:
             model = quantize_int8(model)
         model.to(device)
         release_free_memory()
+        workers = resolve_forward_workers(config.forward_workers, device, threads)
         log.info(
-            "loaded %s on %s (%s%s, %d threads, OMP_WAIT_POLICY=%s)",
+            "loaded %s on %s (%s%s, %d threads, %d forward workers, OMP_WAIT_POLICY=%s)",
             config.model_dir,
             device,
             config.dtype,
             ", int8 dynamic quantization" if quantize == "int8" else "",
             threads,
+            workers,
             os.environ.get("OMP_WAIT_POLICY", "unset"),
         )
-        return cls(model=model, device=device, threads=threads, quantize=quantize)
+        return cls(
+            model=model, device=device, threads=threads, quantize=quantize, forward_workers=workers
+        )
 
-    def worker_init(self, workers: int) -> Callable[[], None]:
-        """What each of the batcher's forward threads runs first: its share of the intra-op
-        threads (OpenMP's thread count is kept per calling thread)."""
+    def thread_plan(self, workers: int) -> Callable[[bool], None]:
+        """What the batcher's forward threads run before each forward: a forward that runs
+        alone gets every intra-op thread, one of several forwards at once its share of them, so
+        that the forwards together never run more threads than there are CPUs. OpenMP keeps the
+        thread count per calling thread, and setting it costs well under a microsecond."""
         share = max(1, self.threads // workers)
 
-        def init() -> None:
-            torch.set_num_threads(share)
+        def before_forward(alone: bool) -> None:
+            wanted = self.threads if alone else share
+            if torch.get_num_threads() != wanted:
+                torch.set_num_threads(wanted)
 
-        return init
+        return before_forward
 
     @property
     def type_vocab_size(self) -> int | None:

@@ -94,7 +94,8 @@ def test_predictor_exports_its_inflight_gauge(tiny_chain):
 
 
 def test_two_forward_workers_serve_the_same_answers(tiny_model_dir, tmp_path):
-    """--forward_workers 2 runs two forwards at once; answers must not depend on it."""
+    """--forward_workers 2 runs two forwards at once (the default on a CPU with 2 threads or
+    more); answers must be those of one forward at a time."""
     from tests.support import servers
 
     predictor = servers.predictor(
@@ -106,7 +107,9 @@ def test_two_forward_workers_serve_the_same_answers(tiny_model_dir, tmp_path):
         with servers.running(transformer):
             status, body = post(infer_url(transformer), texts_body(texts))
     assert status == 200, body
-    reference = servers.predictor(tiny_model_dir, tmp_path, name="reference")
+    reference = servers.predictor(
+        tiny_model_dir, tmp_path, name="reference", extra=["--forward_workers", "1"]
+    )
     with servers.running(reference):
         ref_transformer = servers.transformer(tiny_model_dir, tmp_path, reference, name="ref-t")
         with servers.running(ref_transformer):

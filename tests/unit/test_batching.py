@@ -206,13 +206,15 @@ class ConcurrencyProbe(RecordingForward):
 
 def test_two_workers_run_two_batches_at_once_and_every_caller_gets_its_rows():
     forward = ConcurrencyProbe(delay_s=0.02)
-    initialised: list[str] = []
+    told: list[tuple[str, bool]] = []
 
-    def init():
-        initialised.append(threading.current_thread().name)
+    def before_forward(alone: bool):
+        told.append((threading.current_thread().name, alone))
 
     async def main():
-        batcher = Batcher(forward, max_batch_size=8, max_delay_s=0.002, workers=2, worker_init=init)
+        batcher = Batcher(
+            forward, max_batch_size=8, max_delay_s=0.002, workers=2, before_forward=before_forward
+        )
         inputs = [request(300 + i) for i in range(40)]
         results = await asyncio.gather(*(batcher.infer(x, np.ones_like(x)) for x in inputs))
         batcher.close()
@@ -222,8 +224,32 @@ def test_two_workers_run_two_batches_at_once_and_every_caller_gets_its_rows():
     for x, y in zip(inputs, results, strict=True):
         np.testing.assert_array_equal(y, expected(x))
     assert forward.most_at_once == 2
-    assert sorted(initialised) == sorted(forward.threads)  # each forward thread ran init first
+    # before_forward ran in each forward's own thread, once per forward
+    assert {name for name, _ in told} == forward.threads
+    assert len(told) == len(forward.batches)
+    # 40 requests at once: the first forward had others waiting, so none ran alone
+    assert not any(alone for _, alone in told)
     assert sum(rows for rows, _ in forward.batches) == sum(x.shape[0] for x in inputs)
+
+
+def test_a_forward_is_alone_only_when_no_other_runs_or_waits():
+    forward = ConcurrencyProbe(delay_s=0.05)
+    told: list[bool] = []
+
+    async def main():
+        batcher = Batcher(
+            forward, max_batch_size=8, max_delay_s=0.001, workers=2, before_forward=told.append
+        )
+        x = np.array([[4, 5]])
+        await batcher.infer(x, np.ones_like(x))  # idle predictor: alone
+        first = asyncio.ensure_future(batcher.infer(x, np.ones_like(x)))  # alone at its start
+        await asyncio.sleep(0.01)
+        await batcher.infer(x, np.ones_like(x))  # starts while the first one runs: not alone
+        await first
+        batcher.close()
+
+    asyncio.run(main())
+    assert told == [True, True, False]
 
 
 def test_with_two_workers_a_lone_request_still_runs_at_once():

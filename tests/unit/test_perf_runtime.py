@@ -146,18 +146,20 @@ def test_warm_up_runs_one_row_at_every_length_and_a_full_batch_at_the_short_ones
         gc.unfreeze()
 
 
-def test_forward_workers_share_the_threads(tiny_model_dir):
+def test_a_lone_forward_gets_every_thread_and_concurrent_ones_their_share(tiny_model_dir):
     rt = runtime.TorchRuntime.load(
         PredictorConfig.from_args(
             ["--model_dir", str(tiny_model_dir), "--device", "cpu", "--torch_threads", "4"]
         )
     )
+    assert rt.forward_workers == 2  # auto on a CPU with 4 threads
     seen = []
-    init = rt.worker_init(2)
+    before_forward = rt.thread_plan(2)
 
     def in_thread():
-        init()
-        seen.append(torch.get_num_threads())
+        for alone in (False, True, False):
+            before_forward(alone)
+            seen.append(torch.get_num_threads())
 
     import threading
 
@@ -168,14 +170,24 @@ def test_forward_workers_share_the_threads(tiny_model_dir):
         thread.join()
     finally:
         torch.set_num_threads(before)
-    assert seen == [2]
-    assert rt.worker_init(8) is not None  # never fewer than one thread each
+    assert seen == [2, 4, 2]
+
+
+@pytest.mark.parametrize(
+    "requested, device, threads, workers",
+    [(0, "cpu", 2, 2), (0, "cpu", 8, 2), (0, "cpu", 1, 1), (0, "cuda", 8, 1), (3, "cpu", 8, 3)],
+)
+def test_forward_workers_auto_means_two_on_a_cpu_and_one_on_a_gpu(
+    requested, device, threads, workers
+):
+    got = runtime.resolve_forward_workers(requested, torch.device(device), threads)
+    assert got == workers
 
 
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["--forward_workers", "0"], "must be greater than 0"),
+        (["--forward_workers", "-1"], "must be 0 or more"),
         (["--forward_workers", "3", "--torch_threads", "2"], "cannot feed 3 --forward_workers"),
     ],
 )
