@@ -287,6 +287,15 @@ def load_and_serve(args: argparse.Namespace, component: str, build) -> None:
     start_server(args, model)
 
 
+class _DropPerCallGrpcLine(logging.Filter):
+    """KServe's gRPC interceptor logs `grpc method: ...` at INFO for every call, with no status,
+    time or request id: noise in the log that cost about 5 % of the transformer's CPU per
+    request (a py-spy profile under load). Errors are still logged."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (isinstance(record.msg, str) and record.msg.startswith("grpc method: "))
+
+
 def start_server(args: argparse.Namespace, model, predictor_config=None) -> None:
     """Register `model` and serve it with the ports and options from `args` (blocks)."""
     install_error_handlers()
@@ -295,7 +304,7 @@ def start_server(args: argparse.Namespace, model, predictor_config=None) -> None
     # since import_model_server() kept the command line away from its import-time parse.
     vars(import_model_server().args).update(vars(args))
 
-    _kit_model_server()(
+    server = _kit_model_server()(
         http_port=args.http_port,
         grpc_port=args.grpc_port,
         workers=args.workers,
@@ -311,4 +320,7 @@ def start_server(args: argparse.Namespace, model, predictor_config=None) -> None
         predictor_config=predictor_config,
         ssl_certfile=args.ssl_certfile,
         ssl_keyfile=args.ssl_keyfile,
-    ).start([model])
+    )
+    kserve_logger = logging.getLogger("kserve")  # configured by the ModelServer just made
+    kserve_logger.addFilter(_DropPerCallGrpcLine())
+    server.start([model])

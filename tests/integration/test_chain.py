@@ -66,6 +66,19 @@ def test_grpc_through_the_transformer(tiny_chain):
     assert response.model_version.startswith("tiny-")
 
 
+def test_grpc_calls_leave_no_per_call_line_in_either_log(tiny_chain):
+    """KServe logs `grpc method: ...` for every gRPC call; the kit drops that line (it costs
+    CPU per request and says nothing), and keeps the rest of the log."""
+    transformer, predictor = tiny_chain
+    for _ in range(3):
+        code, _ = grpc_infer(transformer.grpc_target, grpc_texts([b"log check"]))
+        assert code.name == "OK"
+    for server in (transformer, predictor):
+        log = server.log_path.read_text(errors="replace")
+        assert "Registering model" in log  # KServe's own INFO lines still arrive
+        assert "grpc method:" not in log
+
+
 def test_rest_and_grpc_agree(tiny_chain):
     transformer, _ = tiny_chain
     _, body = post(infer_url(transformer), texts_body(["same text"]))
