@@ -152,7 +152,6 @@ def test_a_lone_forward_gets_every_thread_and_concurrent_ones_their_share(tiny_m
             ["--model_dir", str(tiny_model_dir), "--device", "cpu", "--torch_threads", "4"]
         )
     )
-    assert rt.forward_workers == 2  # auto on a CPU with 4 threads
     seen = []
     before_forward = rt.thread_plan(2)
 
@@ -174,20 +173,9 @@ def test_a_lone_forward_gets_every_thread_and_concurrent_ones_their_share(tiny_m
 
 
 @pytest.mark.parametrize(
-    "requested, device, threads, workers",
-    [(0, "cpu", 2, 2), (0, "cpu", 8, 2), (0, "cpu", 1, 1), (0, "cuda", 8, 1), (3, "cpu", 8, 3)],
-)
-def test_forward_workers_auto_means_two_on_a_cpu_and_one_on_a_gpu(
-    requested, device, threads, workers
-):
-    got = runtime.resolve_forward_workers(requested, torch.device(device), threads)
-    assert got == workers
-
-
-@pytest.mark.parametrize(
     "argv, message",
     [
-        (["--forward_workers", "-1"], "must be 0 or more"),
+        (["--forward_workers", "0"], "must be greater than 0"),
         (["--forward_workers", "3", "--torch_threads", "2"], "cannot feed 3 --forward_workers"),
     ],
 )
@@ -196,3 +184,59 @@ def test_forward_workers_refuses_what_it_cannot_do(argv, message, capsys):
         PredictorConfig.from_args(argv)
     assert exc.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_the_traced_model_serves_the_eager_model_s_logits_at_every_shape(tiny_model_dir):
+    """--compile trace (the default): one TorchScript graph, checked against the eager model
+    at start; here it must pass that check and then agree at shapes it never saw."""
+    config = PredictorConfig.from_args(["--model_dir", str(tiny_model_dir), "--device", "cpu"])
+    assert config.compile == "trace"
+    rt = runtime.TorchRuntime.load(config)
+    assert rt.traced is not None
+    eager = runtime.TorchRuntime.load(
+        PredictorConfig.from_args(
+            ["--model_dir", str(tiny_model_dir), "--device", "cpu", "--compile", "none"]
+        )
+    )
+    assert eager.traced is None
+    rng = np.random.default_rng(7)
+    for rows, length in ((1, 2), (4, 33), (9, 100)):
+        ids = rng.integers(3, 90, size=(rows, length))
+        mask = np.ones_like(ids)
+        mask[-1, length // 3 :] = 0  # one padded row
+        np.testing.assert_allclose(rt.forward(ids, mask), eager.forward(ids, mask), atol=1e-5)
+    # token_type_ids are not in the traced graph: the eager model answers those requests
+    types = np.zeros_like(ids)
+    np.testing.assert_allclose(
+        rt.forward(ids, mask, types), eager.forward(ids, mask, types), atol=1e-5
+    )
+
+
+class _ShapeDependent(torch.nn.Module):
+    """A model whose Python code branches on the batch size: a trace records one branch only."""
+
+    class Out:
+        def __init__(self, logits):
+            self.logits = logits
+
+    def forward(self, input_ids, attention_mask):
+        x = (input_ids * attention_mask).float().sum(dim=1, keepdim=True)
+        if input_ids.shape[0] > 2:  # the trace, made on 2 rows, never takes this branch
+            x = -x
+        return self.Out(torch.cat([x, x + 1], dim=1))
+
+
+def test_a_trace_that_differs_from_the_eager_model_is_not_served(caplog):
+    with caplog.at_level("WARNING", logger="predictor.runtime"):
+        assert runtime.trace_model(_ShapeDependent(), torch.device("cpu"), 100) is None
+    assert "differs from the eager one" in caplog.text
+
+
+def test_a_model_the_tracer_cannot_follow_is_served_eager(caplog):
+    class Untraceable(torch.nn.Module):
+        def forward(self, input_ids, attention_mask):
+            raise RuntimeError("unsupported op")
+
+    with caplog.at_level("WARNING", logger="predictor.runtime"):
+        assert runtime.trace_model(Untraceable(), torch.device("cpu"), 100) is None
+    assert "cannot be traced" in caplog.text
