@@ -52,6 +52,7 @@ class Settings:
     raw_batches: list[int]
     max_batch_size: int
     max_batch_delay_ms: float
+    forward_workers: int
     pytriton: bool
     pytriton_delay_us: int
     seed: int
@@ -82,6 +83,12 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     parser.add_argument("--rest_concurrency", help="REST cells; default: none quick, 1,16 full")
     parser.add_argument("--max_batch_size", type=int, default=32)
     parser.add_argument("--max_batch_delay_ms", type=float, default=2.0)
+    parser.add_argument(
+        "--forward_workers",
+        type=int,
+        default=0,
+        help="the predictor's --forward_workers (0: its default, 2 on a CPU with 2+ threads)",
+    )
     parser.add_argument("--no_pytriton", action="store_true", help="skip the PyTriton peer")
     parser.add_argument(
         "--pytriton_delay_us",
@@ -112,6 +119,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         raw_batches=[1, 16, 32],
         max_batch_size=args.max_batch_size,
         max_batch_delay_ms=args.max_batch_delay_ms,
+        forward_workers=args.forward_workers,
         pytriton=not args.no_pytriton and "pytriton" in args.targets.split(","),
         pytriton_delay_us=args.pytriton_delay_us,
         seed=args.seed,
@@ -150,6 +158,8 @@ def make_servers(s: Settings, logs: Path) -> dict[str, Server]:
             str(s.max_batch_size),
             "--max_batch_delay_ms",
             str(s.max_batch_delay_ms),
+            "--forward_workers",
+            str(s.forward_workers),
         ],
         p_http,
         p_grpc,
@@ -410,9 +420,10 @@ async def run_cell(s: Settings, target: Target, concurrency: int, sampler: RssSa
     }
 
 
-def raw_cell(s: Settings, worker: RawWorker, batch: int) -> dict:
-    answer = worker.ask(cmd="forward", batch=batch, seconds=max(s.seconds, 1.5))
-    return {"target": f"raw-{worker.label}", "batch": batch, **answer}
+def raw_cell(s: Settings, worker: RawWorker, batch: int, parallel: int = 1) -> dict:
+    answer = worker.ask(cmd="forward", batch=batch, seconds=max(s.seconds, 1.5), parallel=parallel)
+    label = worker.label if parallel == 1 else f"{worker.label}x{parallel}"
+    return {"target": f"raw-{label}", "batch": batch, **answer}
 
 
 async def run(s: Settings) -> dict:
@@ -448,7 +459,10 @@ async def run(s: Settings) -> dict:
         for target in targets:
             levels = s.concurrency if target.protocol == "grpc" else s.rest_concurrency
             cells += [("served", target, c) for c in levels]
-        cells += [("raw", workers[q], b) for q in workers for b in s.raw_batches]
+        cells += [("raw", workers[q], (b, 1)) for q in workers for b in s.raw_batches]
+        if "none" in workers and s.threads >= 2:
+            # two 1-thread forwards at once: the predictor's own layout under load (2 workers)
+            cells.append(("raw", workers["none"], (16, 2)))
 
         rng = random.Random(s.seed)
         rounds: list[list[dict]] = []
@@ -459,7 +473,7 @@ async def run(s: Settings) -> dict:
                 results = []
                 for kind, what, level in order:
                     if kind == "raw":
-                        results.append(raw_cell(s, what, level))
+                        results.append(raw_cell(s, what, *level))
                     else:
                         results.append(await run_cell(s, what, level, sampler))
                 rounds.append(results)

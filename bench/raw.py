@@ -8,7 +8,9 @@ Runs in its own process with the settings of a served predictor (it loads the mo
 prints one JSON object. With --serve it keeps the model loaded and answers one JSON line per
 command line on stdin, so the benchmark can interleave its measurements with the servers':
 `{"cmd": "forward", "batch": 16, "seconds": 2}` or `{"cmd": "accuracy"}` (the demo's held-out
-split, tokenized as the transformer does).
+split, tokenized as the transformer does). `"parallel": 2` runs two forwards at once, each in its
+own thread on its share of the threads: the layout of a predictor with two forward workers under
+load, and this CPU's best raw throughput.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import argparse
 import json
 import statistics
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -51,6 +54,53 @@ def measure(runtime: TorchRuntime, batches: list, seconds: float) -> dict:
         "rows_per_s": rows / elapsed,
         "forward_ms_p50": 1000 * statistics.median(times),
         "cpu_ms_per_row": 1000 * cpu / rows,
+    }
+
+
+def measure_parallel(runtime: TorchRuntime, batches: list, seconds: float, parallel: int) -> dict:
+    """`parallel` threads forwarding the prepared batches at once, each with
+    threads/parallel intra-op threads, for `seconds`: rows/s of all of them together."""
+    import torch
+
+    share = max(1, runtime.threads // parallel)
+    times: list[float] = []
+    rows = [0] * parallel
+    lock = threading.Lock()
+    start = threading.Barrier(parallel + 1)
+
+    def loop(k: int) -> None:
+        torch.set_num_threads(share)
+        for ids, mask in batches[:2]:  # warm this thread's OpenMP pool, untimed
+            runtime.forward(ids, mask)
+        start.wait()
+        begun = time.perf_counter()
+        for i in range(MAX_FORWARDS):
+            ids, mask = batches[(i + k) % len(batches)]
+            t0 = time.perf_counter()
+            runtime.forward(ids, mask)
+            t1 = time.perf_counter()
+            with lock:
+                times.append(t1 - t0)
+            rows[k] += ids.shape[0]
+            if t1 - begun >= seconds:
+                break
+
+    threads = [threading.Thread(target=loop, args=(k,)) for k in range(parallel)]
+    for t in threads:
+        t.start()
+    start.wait()
+    started, cpu_started = time.perf_counter(), time.process_time()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - started
+    cpu = time.process_time() - cpu_started
+    return {
+        "forwards": len(times),
+        "rows": sum(rows),
+        "rows_per_s": sum(rows) / elapsed,
+        "forward_ms_p50": 1000 * statistics.median(times),
+        "cpu_ms_per_row": 1000 * cpu / sum(rows),
+        "parallel": parallel,
     }
 
 
@@ -93,7 +143,13 @@ def serve(runtime: TorchRuntime, model_dir: Path) -> None:
             batch = int(command["batch"])
             if batch not in cache:
                 cache[batch] = prepared(model_dir, batch, texts)
-            answer = measure(runtime, cache[batch], float(command["seconds"]))
+            parallel = int(command.get("parallel", 1))
+            if parallel > 1:
+                answer = measure_parallel(
+                    runtime, cache[batch], float(command["seconds"]), parallel
+                )
+            else:
+                answer = measure(runtime, cache[batch], float(command["seconds"]))
         elif command["cmd"] == "accuracy":
             answer = heldout_accuracy(runtime, model_dir)
         else:
