@@ -53,6 +53,7 @@ class Settings:
     max_batch_size: int
     max_batch_delay_ms: float
     forward_workers: int
+    compile: str
     pytriton: bool
     pytriton_delay_us: int
     seed: int
@@ -87,7 +88,13 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         "--forward_workers",
         type=int,
         default=0,
-        help="the predictor's --forward_workers (0: its default, 2 on a CPU with 2+ threads)",
+        help="the predictor's --forward_workers (0: its default)",
+    )
+    parser.add_argument(
+        "--compile",
+        choices=("none", "trace"),
+        default="trace",
+        help="the predictor's (and the raw forward's) --compile",
     )
     parser.add_argument("--no_pytriton", action="store_true", help="skip the PyTriton peer")
     parser.add_argument(
@@ -120,6 +127,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         max_batch_size=args.max_batch_size,
         max_batch_delay_ms=args.max_batch_delay_ms,
         forward_workers=args.forward_workers,
+        compile=args.compile,
         pytriton=not args.no_pytriton and "pytriton" in args.targets.split(","),
         pytriton_delay_us=args.pytriton_delay_us,
         seed=args.seed,
@@ -160,6 +168,8 @@ def make_servers(s: Settings, logs: Path) -> dict[str, Server]:
             str(s.max_batch_delay_ms),
             "--forward_workers",
             str(s.forward_workers),
+            "--compile",
+            s.compile,
         ],
         p_http,
         p_grpc,
@@ -286,6 +296,8 @@ class RawWorker:
                 str(s.threads),
                 "--quantize",
                 quantize,
+                "--compile",
+                s.compile,
                 "--serve",
             ],
             cwd=REPO,

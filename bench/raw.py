@@ -162,6 +162,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model_dir", type=Path, required=True)
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--quantize", choices=("none", "int8"), default="none")
+    parser.add_argument("--compile", choices=("none", "trace"), default="trace")
     parser.add_argument("--batches", default="1,16,32")
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--serve", action="store_true", help="answer commands on stdin")
@@ -177,6 +178,8 @@ def main(argv: list[str] | None = None) -> None:
             str(args.threads),
             "--quantize",
             args.quantize,
+            "--compile",
+            args.compile,
         ]
     )
     runtime = TorchRuntime.load(config)

@@ -197,8 +197,9 @@ def markdown(data: dict, summary: dict) -> str:
         f"{m['cpus_usable']} CPUs usable, "
         f"{s['threads']} torch threads everywhere, OMP_WAIT_POLICY=PASSIVE, texts of 58-64 tokens, "
         f"predictor --max_batch_size {s['max_batch_size']} --max_batch_delay_ms "
-        f"{s['max_batch_delay_ms']} --forward_workers {s.get('forward_workers', 1)} "
-        f"(0: 2 on a CPU with 2+ threads), PyTriton max_queue_delay_us {s['pytriton_delay_us']}. "
+        f"{s['max_batch_delay_ms']} --forward_workers {s.get('forward_workers', 1)} (0: auto) "
+        f"--compile {s.get('compile', 'none')} (raw forward alike), "
+        f"PyTriton max_queue_delay_us {s['pytriton_delay_us']}. "
         f"Load average at the end: {', '.join(f'{x:.1f}' for x in m['load_average_at_end'])}. "
         f"GPU: {m['gpu']}.",
         "",

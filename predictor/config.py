@@ -45,11 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--forward_workers",
-        type=positive(int),
-        default=1,
+        type=non_negative_int,
+        default=0,
         help="forward passes run at once, each on its own batch; several at once share the "
-        "torch threads, a lone one gets them all (measured on 2 CPUs: 2 workers gave about 6 %% "
-        "more throughput and a 15-25 %% higher p99, docs/performance.md)",
+        "torch threads, a lone one gets them all. 0 (auto): 2 on a CPU with 2 threads or more "
+        "when the model is traced (--compile trace), else 1 (docs/performance.md)",
     )
     parser.add_argument(
         "--compile",
@@ -68,6 +68,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
 @dataclass(frozen=True)
 class PredictorConfig:
     """Everything the predictor needs besides KServe's own server flags."""
@@ -80,7 +87,7 @@ class PredictorConfig:
     max_batch_delay_ms: float
     torch_threads: int
     quantize: str = "none"
-    forward_workers: int = 1
+    forward_workers: int = 0  # 0: auto, resolved by the runtime (predictor.runtime)
     compile: str = "trace"
 
     @classmethod

@@ -152,6 +152,7 @@ def test_a_lone_forward_gets_every_thread_and_concurrent_ones_their_share(tiny_m
             ["--model_dir", str(tiny_model_dir), "--device", "cpu", "--torch_threads", "4"]
         )
     )
+    assert rt.forward_workers == 2  # auto, on a CPU with 4 threads and a traced model
     seen = []
     before_forward = rt.thread_plan(2)
 
@@ -175,7 +176,7 @@ def test_a_lone_forward_gets_every_thread_and_concurrent_ones_their_share(tiny_m
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["--forward_workers", "0"], "must be greater than 0"),
+        (["--forward_workers", "-1"], "must be 0 or more"),
         (["--forward_workers", "3", "--torch_threads", "2"], "cannot feed 3 --forward_workers"),
     ],
 )
@@ -184,6 +185,24 @@ def test_forward_workers_refuses_what_it_cannot_do(argv, message, capsys):
         PredictorConfig.from_args(argv)
     assert exc.value.code == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "requested, device, threads, traced, workers",
+    [
+        (0, "cpu", 2, True, 2),
+        (0, "cpu", 8, True, 2),
+        (0, "cpu", 2, False, 1),
+        (0, "cpu", 1, True, 1),
+        (0, "cuda", 8, True, 1),
+        (3, "cpu", 8, False, 3),
+    ],
+)
+def test_forward_workers_auto_is_two_for_a_traced_model_on_a_cpu(
+    requested, device, threads, traced, workers
+):
+    got = runtime.resolve_forward_workers(requested, torch.device(device), threads, traced)
+    assert got == workers
 
 
 def test_the_traced_model_serves_the_eager_model_s_logits_at_every_shape(tiny_model_dir):
