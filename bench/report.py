@@ -80,6 +80,8 @@ def summarize(data: dict) -> dict:
 def ratios(data: dict, rounds: list[dict]) -> list[dict]:
     """The issue's targets, each measured within every round and reported as the median."""
 
+    spreads: list[tuple[float, float]] = []
+
     def per_round(fn) -> float:
         values = []
         for r in rounds:
@@ -87,6 +89,7 @@ def ratios(data: dict, rounds: list[dict]) -> list[dict]:
                 values.append(fn(r))
             except (KeyError, ZeroDivisionError):
                 pass
+        spreads.append((min(values), max(values)) if values else (float("nan"),) * 2)
         return _median(values)
 
     thr = lambda r, k: r[k]["throughput"]  # noqa: E731
@@ -95,8 +98,17 @@ def ratios(data: dict, rounds: list[dict]) -> list[dict]:
 
     def add(name: str, value: float, op: str, bound: float, unit: str = "x") -> None:
         met = value == value and (value >= bound if op == ">=" else value <= bound)
+        low, high = spreads.pop() if spreads else (value, value)
         out.append(
-            {"name": name, "value": value, "op": op, "bound": bound, "unit": unit, "met": met}
+            {
+                "name": name,
+                "value": value,
+                "op": op,
+                "bound": bound,
+                "unit": unit,
+                "met": met,
+                "rounds_range": [low, high],
+            }
         )
 
     add(
@@ -262,14 +274,16 @@ def markdown(data: dict, summary: dict) -> str:
         "",
         f"Model weights: {data['model_bytes'] / MB:.0f} MB.",
         "",
-        "| target (issue 5) | measured | required | met |",
-        "|---|---:|---:|:---:|",
+        "| target (issue 5) | measured (median of rounds) | rounds' range | required | met |",
+        "|---|---:|---:|---:|:---:|",
     ]
     for r in summary["ratios"]:
         unit = "" if r["unit"] == "x" else f" {r['unit']}"
         digits = 2 if r["unit"] == "x" else 1
+        low, high = r.get("rounds_range", [r["value"], r["value"]])
         lines.append(
-            f"| {r['name']} | {_fmt(r['value'], digits)}{unit} | {r['op']} {r['bound']}{unit} | "
+            f"| {r['name']} | {_fmt(r['value'], digits)}{unit} | "
+            f"{_fmt(low, digits)}-{_fmt(high, digits)} | {r['op']} {r['bound']}{unit} | "
             f"{'yes' if r['met'] else '**no**'} |"
         )
     return "\n".join(lines)

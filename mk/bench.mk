@@ -29,6 +29,12 @@ bench: $(VENV)/.bench-installed model $(PYTRITON_VENV)/.installed ## Full benchm
 bench-quick: $(VENV)/.bench-installed model $(PYTRITON_VENV)/.installed ## Quick benchmark (2 short rounds, ~2 min), same targets and table
 	$(PY) -m bench --quick $(BENCH_ARGS)
 
+AB ?= "--forward_workers 1" "--forward_workers 2"
+
+.PHONY: bench-ab
+bench-ab: $(VENV)/.bench-installed model ## Predictor flags side by side: make bench-ab AB='"--compile none" "--compile trace"' (~4 min)
+	$(PY) -m bench.ab $(AB) $(BENCH_ARGS)
+
 .PHONY: bench-report
 bench-report: $(VENV)/.bench-installed ## Print the table of the last benchmark run again (bench/results/latest.json)
 	$(PY) -m bench.report bench/results/latest.json

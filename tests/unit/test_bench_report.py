@@ -39,6 +39,21 @@ def run(rounds):
     return {"rounds": rounds, "model_bytes": 0, "accuracy": {}, "rss_peak_bytes": {}}
 
 
+RUN_INFO = {
+    "settings": {
+        "mode": "quick",
+        "seconds": 1.0,
+        "threads": 2,
+        "max_batch_size": 32,
+        "max_batch_delay_ms": 2.0,
+        "pytriton_delay_us": 0,
+    },
+    "machine": {"cpu": "test", "cpus_usable": 2, "load_average_at_end": [0, 0, 0], "gpu": "none"},
+    "wall_s": 1.0,
+    "started": "now",
+}
+
+
 def ratio(summary, name):
     return next(r for r in summary["ratios"] if r["name"].startswith(name))
 
@@ -47,12 +62,16 @@ def test_a_ratio_is_the_median_of_the_per_round_ratios_not_the_ratio_of_medians(
     rounds = [
         [served("chain", 16, 80), raw("fp32", 16, 100)],
         [served("chain", 16, 90), raw("fp32", 16, 100)],
-        [served("chain", 16, 100), raw("fp32", 16, 125)],  # a slow round for both... or fast
+        [served("chain", 16, 100), raw("fp32", 16, 125)],
     ]
     summary = report.summarize(run(rounds))
     got = ratio(summary, "chain c=16 throughput / raw batched forward")
     assert got["value"] == pytest.approx(0.8)  # per round 0.8, 0.9, 0.8; medians give 0.9
     assert got["met"] is False  # the bound is 0.85
+    assert got["rounds_range"] == pytest.approx([0.8, 0.9])
+    assert "| 0.80 | 0.80-0.90 | >= 0.85 | **no** |" in report.markdown(
+        {**run(rounds), **RUN_INFO}, summary
+    )
     assert summary["cells"]["chain/grpc/c16"]["throughput"] == 90
 
 

@@ -1,0 +1,166 @@
+"""Predictor settings side by side: `python -m bench.ab "A flags" "B flags" [...]`.
+
+    python -m bench.ab "--forward_workers 1" "--forward_workers 2" --concurrency 1,16,32
+    python -m bench.ab "--compile none" "--compile trace" --rounds 5 --seconds 3
+
+Starts one predictor per set of flags (each with its own transformer, gRPC hop), all loaded at
+once and idle when not measured, then runs every (setting, target, concurrency) cell once per
+round in a shuffled order, as `python -m bench` does. Each cell's median over the rounds is
+printed, with its throughput relative to the first setting as the median over the rounds of
+the ratio within each round: on a shared, noisy machine that ratio is the number to read.
+Traffic goes to 127.0.0.1 only; every cell is bounded in time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import shlex
+import statistics
+import sys
+from pathlib import Path
+
+import bench._kserve_argv  # noqa: F401  (before anything that imports kserve's parser)
+from bench import loadgen
+from bench.inputs import make_texts, tokenize
+from bench.procs import Server, free_port
+
+REPO = Path(__file__).resolve().parents[1]
+MODEL_NAME = "text-classifier"
+
+
+def servers_for(index: int, flags: list[str], model_dir: Path, logs: Path) -> tuple[Server, ...]:
+    py = sys.executable
+    p_http, p_grpc, t_http, t_grpc = (free_port() for _ in range(4))
+    common = ["--model_dir", str(model_dir), "--model_name", MODEL_NAME]
+    predictor = Server(
+        f"predictor-{index}",
+        [py, "-m", "predictor", *common, "--http_port", str(p_http), "--grpc_port", str(p_grpc)]
+        + ["--enable_latency_logging", "false", *flags],
+        p_http,
+        p_grpc,
+        logs / f"predictor-{index}.log",
+        env={"OMP_WAIT_POLICY": "PASSIVE"},
+        cwd=REPO,
+    )
+    transformer = Server(
+        f"transformer-{index}",
+        [py, "-m", "transformer", *common, "--http_port", str(t_http), "--grpc_port", str(t_grpc)]
+        + ["--enable_latency_logging", "false", "--predictor_protocol", "grpc-v2"]
+        + ["--predictor_host", f"127.0.0.1:{p_grpc}"],
+        t_http,
+        t_grpc,
+        logs / f"transformer-{index}.log",
+        cwd=REPO,
+    )
+    return predictor, transformer
+
+
+async def run(args: argparse.Namespace) -> dict:
+    settings = [shlex.split(s) for s in args.settings]
+    logs = args.out / "ab-logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    texts = make_texts(args.model_dir)
+    ids, mask = tokenize(args.model_dir, texts)
+    lengths = [int(m.sum()) for m in mask]
+    token_requests = [
+        loadgen.grpc_token_request(MODEL_NAME, ids[i, :n], mask[i, :n])
+        for i, n in enumerate(lengths)
+    ]
+    text_requests = [loadgen.grpc_text_request(MODEL_NAME, t) for t in texts]
+    pairs = [servers_for(i, flags, args.model_dir, logs) for i, flags in enumerate(settings)]
+    clients = []
+    try:
+        for predictor, transformer in pairs:
+            predictor.start().wait_ready()
+            transformer.start().wait_ready()
+        cells = []
+        for i, (predictor, transformer) in enumerate(pairs):
+            for target in args.targets:
+                if target == "predictor":
+                    client, measured = (
+                        loadgen.GrpcTarget(predictor.grpc_target, token_requests),
+                        [predictor],
+                    )
+                else:
+                    client = loadgen.GrpcTarget(transformer.grpc_target, text_requests)
+                    measured = [transformer, predictor]
+                await client.open()
+                clients.append(client)
+                cells += [(i, target, c, client, measured) for c in args.concurrency]
+        results: dict[tuple, list[dict]] = {}
+        rng = random.Random(args.seed)
+        for r in range(args.rounds):
+            order = cells[:]
+            rng.shuffle(order)
+            for i, target, c, client, measured in order:
+                await loadgen.closed_loop(client.call, c, args.warmup_s, record=False)
+                cpu0 = sum(s.cpu_seconds() for s in measured)
+                out = await loadgen.closed_loop(client.call, c, args.seconds)
+                cpu = sum(s.cpu_seconds() for s in measured) - cpu0
+                results.setdefault((target, c, i), []).append(
+                    {
+                        "throughput": out.throughput,
+                        "p50_ms": out.percentile_ms(50),
+                        "p99_ms": out.percentile_ms(99),
+                        "cpu_ms_per_request": 1000 * cpu / max(out.requests, 1),
+                        "errors": out.errors,
+                    }
+                )
+            print(f"round {r + 1}/{args.rounds} done", file=sys.stderr, flush=True)
+    finally:
+        for client in clients:
+            await client.close()
+        for predictor, transformer in pairs:
+            transformer.stop()
+            predictor.stop()
+    return results
+
+
+def table(args: argparse.Namespace, results: dict) -> str:
+    lines = [
+        "| target | conc. | setting | req/s | x first | p50 ms | p99 ms | CPU ms/req | errors |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for target in args.targets:
+        for c in args.concurrency:
+            first = results[(target, c, 0)]
+            for i, setting in enumerate(args.settings):
+                runs = results[(target, c, i)]
+                ratio = statistics.median(
+                    a["throughput"] / b["throughput"] for a, b in zip(runs, first, strict=True)
+                )
+                med = {k: statistics.median(run[k] for run in runs) for k in runs[0]}
+                lines.append(
+                    f"| {target} | {c} | `{setting or '(defaults)'}` | {med['throughput']:.1f} | "
+                    f"{ratio:.2f} | {med['p50_ms']:.1f} | {med['p99_ms']:.1f} | "
+                    f"{med['cpu_ms_per_request']:.2f} | {sum(r['errors'] for r in runs)} |"
+                )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.ab", description=__doc__.split("\n")[0])
+    parser.add_argument("settings", nargs="+", help="predictor flags, one quoted string each")
+    parser.add_argument("--model_dir", type=Path, default=REPO / "models" / "demo")
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
+    parser.add_argument("--concurrency", default="1,16,32")
+    parser.add_argument("--targets", default="predictor,chain")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--warmup_s", type=float, default=0.3)
+    parser.add_argument("--seed", type=int, default=20261201)
+    args = parser.parse_args(argv)
+    args.concurrency = [int(c) for c in args.concurrency.split(",")]
+    args.targets = [t for t in args.targets.split(",") if t]
+    unknown = set(args.targets) - {"predictor", "chain"}
+    if unknown:
+        parser.error(f"--targets takes predictor and chain, got {sorted(unknown)}")
+    args.model_dir = args.model_dir.resolve()
+    results = asyncio.run(run(args))
+    print(table(args, results))
+
+
+if __name__ == "__main__":
+    main()
