@@ -401,6 +401,7 @@ _RUNTIME_FLAGS = {
     "device",
     "dtype",
     "quantize",
+    "compile",
     "max_batch_size",
     "torch_threads",
     "help",
