@@ -270,6 +270,23 @@ def _kit_model_server():
     return KitModelServer
 
 
+def configure_kit_logging() -> None:
+    """The kit's own loggers (`predictor.*`, `transformer.*`, `kserve_kit.*`) on stderr at INFO,
+    in KServe's format, before the model loads: KServe configures only its own loggers, once its
+    server is made, so what loading logs (the runtime's threads, workers and whether the model
+    is traced) would otherwise be dropped."""
+    from kserve.logging import KSERVE_LOGGER_DATE_FORMAT, KSERVE_LOGGER_FORMAT
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(KSERVE_LOGGER_FORMAT, KSERVE_LOGGER_DATE_FORMAT))
+    for name in ("predictor", "transformer", "kserve_kit"):
+        logger = logging.getLogger(name)
+        if not logger.handlers:
+            logger.addHandler(handler)
+            logger.setLevel(logging.INFO)
+            logger.propagate = False
+
+
 def load_and_serve(args: argparse.Namespace, component: str, build) -> None:
     """Build the model with `build()`, load it, and serve it (blocks).
 
@@ -278,6 +295,8 @@ def load_and_serve(args: argparse.Namespace, component: str, build) -> None:
     """
     from kserve_kit.errors import ModelUnfit
 
+    if args.configure_logging:
+        configure_kit_logging()
     try:
         model = build()
         model.load()
