@@ -32,7 +32,8 @@ import aiohttp
 import bench._kserve_argv  # noqa: F401  (before anything that imports kserve's parser)
 from bench import loadgen, report
 from bench.inputs import make_texts, tokenize
-from bench.procs import RssSampler, Server, free_port
+from bench.procs import RssSampler, Server, chain_servers, free_port
+from predictor.config import COMPILE_MODES
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL_NAME = "text-classifier"
@@ -92,7 +93,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     )
     parser.add_argument(
         "--compile",
-        choices=("none", "trace"),
+        choices=COMPILE_MODES,
         default="trace",
         help="the predictor's (and the raw forward's) --compile",
     )
@@ -143,65 +144,13 @@ def make_servers(s: Settings, logs: Path) -> dict[str, Server]:
     py = sys.executable
     env = {"OMP_WAIT_POLICY": "PASSIVE"}
     servers: dict[str, Server] = {}
-    p_http, p_grpc = free_port(), free_port()
-    servers["predictor"] = Server(
-        "predictor",
-        [
-            py,
-            "-m",
-            "predictor",
-            "--model_dir",
-            str(s.model_dir),
-            "--model_name",
-            MODEL_NAME,
-            "--http_port",
-            str(p_http),
-            "--grpc_port",
-            str(p_grpc),
-            "--enable_latency_logging",
-            "false",
-            "--torch_threads",
-            str(s.threads),
-            "--max_batch_size",
-            str(s.max_batch_size),
-            "--max_batch_delay_ms",
-            str(s.max_batch_delay_ms),
-            "--forward_workers",
-            str(s.forward_workers),
-            "--compile",
-            s.compile,
-        ],
-        p_http,
-        p_grpc,
-        logs / "predictor.log",
-        env=env,
-        cwd=REPO,
-    )
-    t_http, t_grpc = free_port(), free_port()
-    servers["transformer"] = Server(
-        "transformer",
-        [
-            py,
-            "-m",
-            "transformer",
-            "--model_dir",
-            str(s.model_dir),
-            "--model_name",
-            MODEL_NAME,
-            "--http_port",
-            str(t_http),
-            "--grpc_port",
-            str(t_grpc),
-            "--enable_latency_logging",
-            "false",
-            "--predictor_protocol",
-            "grpc-v2",
-            "--predictor_host",
-            f"127.0.0.1:{p_grpc}",
-        ],
-        t_http,
-        t_grpc,
-        logs / "transformer.log",
+    servers["predictor"], servers["transformer"] = chain_servers(
+        s.model_dir,
+        logs,
+        ["--torch_threads", str(s.threads), "--max_batch_size", str(s.max_batch_size)]
+        + ["--max_batch_delay_ms", str(s.max_batch_delay_ms)]
+        + ["--forward_workers", str(s.forward_workers), "--compile", s.compile],
+        model_name=MODEL_NAME,
         cwd=REPO,
     )
     u_http, u_grpc = free_port(), free_port()

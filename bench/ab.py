@@ -24,37 +24,10 @@ from pathlib import Path
 import bench._kserve_argv  # noqa: F401  (before anything that imports kserve's parser)
 from bench import loadgen
 from bench.inputs import make_texts, tokenize
-from bench.procs import Server, free_port
+from bench.procs import chain_servers
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL_NAME = "text-classifier"
-
-
-def servers_for(index: int, flags: list[str], model_dir: Path, logs: Path) -> tuple[Server, ...]:
-    py = sys.executable
-    p_http, p_grpc, t_http, t_grpc = (free_port() for _ in range(4))
-    common = ["--model_dir", str(model_dir), "--model_name", MODEL_NAME]
-    predictor = Server(
-        f"predictor-{index}",
-        [py, "-m", "predictor", *common, "--http_port", str(p_http), "--grpc_port", str(p_grpc)]
-        + ["--enable_latency_logging", "false", *flags],
-        p_http,
-        p_grpc,
-        logs / f"predictor-{index}.log",
-        env={"OMP_WAIT_POLICY": "PASSIVE"},
-        cwd=REPO,
-    )
-    transformer = Server(
-        f"transformer-{index}",
-        [py, "-m", "transformer", *common, "--http_port", str(t_http), "--grpc_port", str(t_grpc)]
-        + ["--enable_latency_logging", "false", "--predictor_protocol", "grpc-v2"]
-        + ["--predictor_host", f"127.0.0.1:{p_grpc}"],
-        t_http,
-        t_grpc,
-        logs / f"transformer-{index}.log",
-        cwd=REPO,
-    )
-    return predictor, transformer
 
 
 async def run(args: argparse.Namespace) -> dict:
@@ -69,7 +42,10 @@ async def run(args: argparse.Namespace) -> dict:
         for i, n in enumerate(lengths)
     ]
     text_requests = [loadgen.grpc_text_request(MODEL_NAME, t) for t in texts]
-    pairs = [servers_for(i, flags, args.model_dir, logs) for i, flags in enumerate(settings)]
+    pairs = [
+        chain_servers(args.model_dir, logs, flags, f"-{i}", MODEL_NAME, REPO)
+        for i, flags in enumerate(settings)
+    ]
     clients = []
     try:
         for predictor, transformer in pairs:

@@ -23,6 +23,7 @@ import tempfile
 from pathlib import Path
 
 from bench.inputs import make_texts
+from predictor.config import COMPILE_MODES
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SUMMARY = re.compile(r"in this run, ([0-9.]+) rows/s")
@@ -98,7 +99,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rows", type=int, default=2048, help="rows in the scored file")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument(
-        "--compile", choices=("none", "trace"), default="trace", help="both sides' --compile"
+        "--compile", choices=COMPILE_MODES, default="trace", help="both sides' --compile"
     )
     args = parser.parse_args(argv)
 

@@ -154,3 +154,43 @@ class RssSampler:
             for server in self.servers:
                 if server.name in self.active:
                     self.peak[server.name] = max(self.peak[server.name], server.rss_bytes())
+
+
+def chain_servers(
+    model_dir: Path,
+    logs: Path,
+    predictor_flags: list[str],
+    suffix: str = "",
+    model_name: str = "text-classifier",
+    cwd: Path | None = None,
+) -> tuple[Server, Server]:
+    """The kit's predictor (with `predictor_flags`) and a transformer that reaches it over the
+    gRPC hop, on free loopback ports; `suffix` tells apart several pairs in one run."""
+    import sys
+
+    common = ["--model_dir", str(model_dir), "--model_name", model_name]
+    quiet = ["--enable_latency_logging", "false"]
+    p_http, p_grpc, t_http, t_grpc = (free_port() for _ in range(4))
+    predictor = Server(
+        f"predictor{suffix}",
+        [sys.executable, "-m", "predictor", *common, "--http_port", str(p_http)]
+        + ["--grpc_port", str(p_grpc), *quiet, *predictor_flags],
+        p_http,
+        p_grpc,
+        logs / f"predictor{suffix}.log",
+        model_name=model_name,
+        env={"OMP_WAIT_POLICY": "PASSIVE"},
+        cwd=cwd,
+    )
+    transformer = Server(
+        f"transformer{suffix}",
+        [sys.executable, "-m", "transformer", *common, "--http_port", str(t_http)]
+        + ["--grpc_port", str(t_grpc), *quiet, "--predictor_protocol", "grpc-v2"]
+        + ["--predictor_host", f"{LOOPBACK}:{p_grpc}"],
+        t_http,
+        t_grpc,
+        logs / f"transformer{suffix}.log",
+        model_name=model_name,
+        cwd=cwd,
+    )
+    return predictor, transformer

@@ -25,41 +25,16 @@ from pathlib import Path
 
 import bench._kserve_argv  # noqa: F401  (before predictor.config)
 from bench.inputs import make_texts, tokenize
-from predictor.config import PredictorConfig
+from predictor.config import COMPILE_MODES, PredictorConfig
 from predictor.runtime import TorchRuntime
 
 MAX_FORWARDS = 100_000  # a bound on every timing loop, besides its duration
 
 
-def measure(runtime: TorchRuntime, batches: list, seconds: float) -> dict:
-    """Forward the prepared batches in turn for `seconds`; per-forward times and rows/s."""
-    for ids, mask in batches[:2]:  # this shape's first calls are not timed
-        runtime.forward(ids, mask)
-    times, rows = [], 0
-    started = time.perf_counter()
-    cpu_started = time.process_time()
-    for i in range(MAX_FORWARDS):
-        ids, mask = batches[i % len(batches)]
-        t0 = time.perf_counter()
-        runtime.forward(ids, mask)
-        times.append(time.perf_counter() - t0)
-        rows += ids.shape[0]
-        if t0 + times[-1] - started >= seconds:
-            break
-    elapsed = time.perf_counter() - started
-    cpu = time.process_time() - cpu_started
-    return {
-        "forwards": len(times),
-        "rows": rows,
-        "rows_per_s": rows / elapsed,
-        "forward_ms_p50": 1000 * statistics.median(times),
-        "cpu_ms_per_row": 1000 * cpu / rows,
-    }
-
-
-def measure_parallel(runtime: TorchRuntime, batches: list, seconds: float, parallel: int) -> dict:
-    """`parallel` threads forwarding the prepared batches at once, each with
-    threads/parallel intra-op threads, for `seconds`: rows/s of all of them together."""
+def measure(runtime: TorchRuntime, batches: list, seconds: float, parallel: int = 1) -> dict:
+    """`parallel` threads forwarding the prepared batches in turn for `seconds`, each with
+    threads/parallel intra-op threads (one thread: all of them): per-forward times, and rows/s
+    of all the threads together."""
     import torch
 
     share = max(1, runtime.threads // parallel)
@@ -70,7 +45,7 @@ def measure_parallel(runtime: TorchRuntime, batches: list, seconds: float, paral
 
     def loop(k: int) -> None:
         torch.set_num_threads(share)
-        for ids, mask in batches[:2]:  # warm this thread's OpenMP pool, untimed
+        for ids, mask in batches[:2]:  # this thread's first calls of this shape are not timed
             runtime.forward(ids, mask)
         start.wait()
         begun = time.perf_counter()
@@ -144,12 +119,7 @@ def serve(runtime: TorchRuntime, model_dir: Path) -> None:
             if batch not in cache:
                 cache[batch] = prepared(model_dir, batch, texts)
             parallel = int(command.get("parallel", 1))
-            if parallel > 1:
-                answer = measure_parallel(
-                    runtime, cache[batch], float(command["seconds"]), parallel
-                )
-            else:
-                answer = measure(runtime, cache[batch], float(command["seconds"]))
+            answer = measure(runtime, cache[batch], float(command["seconds"]), parallel)
         elif command["cmd"] == "accuracy":
             answer = heldout_accuracy(runtime, model_dir)
         else:
@@ -162,7 +132,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model_dir", type=Path, required=True)
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--quantize", choices=("none", "int8"), default="none")
-    parser.add_argument("--compile", choices=("none", "trace"), default="trace")
+    parser.add_argument("--compile", choices=COMPILE_MODES, default="trace")
     parser.add_argument("--batches", default="1,16,32")
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--serve", action="store_true", help="answer commands on stdin")

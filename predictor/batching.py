@@ -131,7 +131,6 @@ class Batcher:
             # Batching off: each request is its own forward, still off the event loop.
             arrived = time.monotonic()
 
-            BATCH_ROWS.observe(input_ids.shape[0])
             return await self._run_forward(
                 loop, [arrived], input_ids, attention_mask, token_type_ids
             )
@@ -199,7 +198,6 @@ class Batcher:
                 continue
             try:
                 ids, mask, types = pad_and_stack(batch, self._pad_id)
-                BATCH_ROWS.observe(ids.shape[0])
                 logits = await self._run_forward(loop, [j.arrived for j in batch], ids, mask, types)
             except Exception as exc:  # the forward failed: every caller in the batch learns why
                 for job in batch:
@@ -228,6 +226,7 @@ class Batcher:
         started = time.monotonic()
         for t in arrived:
             BATCH_WAIT.observe(started - t)
+        BATCH_ROWS.observe(ids.shape[0])
         if self._before_forward is not None:
             self._before_forward(alone)
         return self._forward(ids, mask, types)

@@ -281,22 +281,18 @@ class TorchRuntime:
         token_type_ids: np.ndarray | None = None,
     ) -> np.ndarray:
         """Logits as float32 numpy `[N, C]`. Blocking: call it off the event loop."""
-        if self.traced is not None and token_type_ids is None:
-            ids = torch.from_numpy(input_ids).to(self.device, non_blocking=True)
-            mask = torch.from_numpy(attention_mask).to(self.device, non_blocking=True)
-            with torch.inference_mode():
-                logits = self.traced(ids, mask)
-            return logits.float().cpu().numpy()
-        inputs = {
-            "input_ids": torch.from_numpy(input_ids).to(self.device, non_blocking=True),
-            "attention_mask": torch.from_numpy(attention_mask).to(self.device, non_blocking=True),
-        }
-        if token_type_ids is not None:
-            inputs["token_type_ids"] = torch.from_numpy(token_type_ids).to(
-                self.device, non_blocking=True
-            )
+        ids = torch.from_numpy(input_ids).to(self.device, non_blocking=True)
+        mask = torch.from_numpy(attention_mask).to(self.device, non_blocking=True)
         with torch.inference_mode():
-            logits = self.model(**inputs).logits
+            if self.traced is not None and token_type_ids is None:
+                logits = self.traced(ids, mask)
+            else:  # eager: no trace, or token_type_ids, which the traced graph does not take
+                inputs = {"input_ids": ids, "attention_mask": mask}
+                if token_type_ids is not None:  # passed only when sent: not every model takes it
+                    inputs["token_type_ids"] = torch.from_numpy(token_type_ids).to(
+                        self.device, non_blocking=True
+                    )
+                logits = self.model(**inputs).logits
         # The one host synchronisation per batch: copying the result back.
         return logits.float().cpu().numpy()
 
