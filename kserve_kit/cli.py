@@ -4,13 +4,13 @@ defaults, and one way to start a `kserve.ModelServer` from parsed arguments."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
 import sys
 from collections.abc import Sequence
 
 from kserve_kit.contract import DEFAULT_MODEL_NAME
+from kserve_kit.serving import kit_model_server, log_refusal
 
 # Above gRPC's own 8 MiB message limit REST would take what gRPC refuses; keep them equal.
 DEFAULT_MAX_REQUEST_BYTES = 8 * 1024 * 1024
@@ -57,6 +57,13 @@ def base_parser(description: str) -> argparse.ArgumentParser:
         type=positive(int),
         default=DEFAULT_MAX_REQUEST_BYTES,
         help="largest REST request body; a larger one is refused with 413 before it is read",
+    )
+    parser.add_argument(
+        "--enable_model_repository",
+        type=str2bool,
+        default=False,
+        help="serve KServe's model-repository extension (load and unload over REST and gRPC); "
+        "off, those calls answer 403: anyone who reaches the port could unload the model",
     )
     return parser
 
@@ -106,7 +113,8 @@ def install_error_handlers() -> None:
 
     from kserve_kit.errors import ServingError
 
-    async def handle(_request, exc: ServingError) -> JSONResponse:
+    async def handle(request, exc: ServingError) -> JSONResponse:
+        log_refusal(f"{request.method} {request.url.path}", exc)
         return JSONResponse(status_code=int(exc.http_status), content={"error": exc.message})
 
     async def handle_unparsable(_request, exc: RequestValidationError) -> JSONResponse:
@@ -216,60 +224,6 @@ def install_body_limit(max_bytes: int) -> None:
     model_server.app.add_middleware(BodyLimit, max_bytes=max_bytes)
 
 
-def _kit_model_server():
-    """KServe's ModelServer with two fixes: request decoding errors are the client's, and a
-    SIGTERM drains REST and gRPC together.
-
-    Decoding: KServe's DataPlane parses a binary-tensor request (`Inference-Header-Content-Length`)
-    with `int()`, `struct` and `numpy.frombuffer`, so a header or a length prefix that lies about
-    sizes raised ValueError or struct.error, which KServe answers with a 500. Everything decoding
-    raises comes from the client's bytes: here it becomes a 400.
-
-    Draining, what KServe 0.21 does with one worker: uvicorn catches SIGTERM, stops accepting,
-    and waits up to the grace period for the requests it holds, while the gRPC server still
-    takes new calls. Only then does uvicorn hand the signal on to `ModelServer.stop`, which
-    starts the gRPC drain and, without waiting for it, unloads the models, failing the gRPC
-    calls still in flight (the predictor's batcher is closed under them). Here the gRPC drain
-    starts with uvicorn's, and both end before the models are unloaded: one grace period in all.
-    """
-    from kserve import ModelServer
-    from kserve.errors import InvalidInput
-    from kserve.protocol.dataplane import DataPlane
-
-    from kserve_kit.errors import BadInput
-
-    class DecodingDataPlane(DataPlane):
-        def decode_inference_request(self, body, headers, model_name):
-            try:
-                return super().decode_inference_request(body, headers, model_name)
-            except InvalidInput:
-                raise
-            except Exception as exc:  # noqa: BLE001 - only the client's bytes are being parsed
-                raise BadInput(f"cannot decode the request: {exc}") from None
-
-    class KitModelServer(ModelServer):
-        def __init__(self, **kwargs):
-            super().__init__(**kwargs)
-            self.dataplane = DecodingDataPlane(model_registry=self.registered_models)
-
-        async def _serve(self):
-            uvicorn_server = getattr(self._rest_server, "_server", None)
-            if uvicorn_server is not None and self._grpc_server is not None:
-                shutdown = uvicorn_server.shutdown
-
-                async def shutdown_both(sockets=None):
-                    grpc_drained = asyncio.ensure_future(self._grpc_server.stop())
-                    try:
-                        await shutdown(sockets)
-                    finally:
-                        await grpc_drained
-
-                uvicorn_server.shutdown = shutdown_both
-            await super()._serve()
-
-    return KitModelServer
-
-
 def configure_kit_logging() -> None:
     """The kit's own loggers (`predictor.*`, `transformer.*`, `kserve_kit.*`) on stderr at INFO,
     in KServe's format, before the model loads: KServe configures only its own loggers, once its
@@ -306,15 +260,6 @@ def load_and_serve(args: argparse.Namespace, component: str, build) -> None:
     start_server(args, model)
 
 
-class _DropPerCallGrpcLine(logging.Filter):
-    """KServe's gRPC interceptor logs `grpc method: ...` at INFO for every call, with no status,
-    time or request id: noise in the log that cost about 5 % of the transformer's CPU per
-    request (a py-spy profile under load). Errors are still logged."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not (isinstance(record.msg, str) and record.msg.startswith("grpc method: "))
-
-
 def start_server(args: argparse.Namespace, model, predictor_config=None) -> None:
     """Register `model` and serve it with the ports and options from `args` (blocks)."""
     install_error_handlers()
@@ -323,7 +268,7 @@ def start_server(args: argparse.Namespace, model, predictor_config=None) -> None
     # since import_model_server() kept the command line away from its import-time parse.
     vars(import_model_server().args).update(vars(args))
 
-    server = _kit_model_server()(
+    server = kit_model_server(args.enable_model_repository)(
         http_port=args.http_port,
         grpc_port=args.grpc_port,
         workers=args.workers,
@@ -340,6 +285,4 @@ def start_server(args: argparse.Namespace, model, predictor_config=None) -> None
         ssl_certfile=args.ssl_certfile,
         ssl_keyfile=args.ssl_keyfile,
     )
-    kserve_logger = logging.getLogger("kserve")  # configured by the ModelServer just made
-    kserve_logger.addFilter(_DropPerCallGrpcLine())
     server.start([model])

@@ -73,3 +73,28 @@ class PredictorFailed(ServingError):
 
 class ModelUnfit(ValueError):
     """A model directory the servers cannot serve; raised at start-up, never per request."""
+
+
+class ModelNotFound(ServingError):
+    """A model name, or a version of it, that this server does not serve (404, NOT_FOUND)."""
+
+    http_status = HTTPStatus.NOT_FOUND
+    status_code = grpc.StatusCode.NOT_FOUND
+
+    def __init__(self, name: str, served: dict[str, str], version: str | None = None):
+        what = f"model {name!r}" + (f" version {version!r}" if version else "")
+        serving = ", ".join(f"{n!r} version {v!r}" for n, v in sorted(served.items()))
+        super().__init__(f"{what} is not served here; this server serves {serving or 'nothing'}")
+
+
+class RepositoryDisabled(ServingError):
+    """A model-repository call (load, unload) on a server started without it (403)."""
+
+    http_status = HTTPStatus.FORBIDDEN
+    status_code = grpc.StatusCode.PERMISSION_DENIED
+
+    def __init__(self, action: str):
+        super().__init__(
+            f"model {action} is disabled on this server: the model it serves is fixed at start "
+            "(an operator may allow it with --enable_model_repository true)"
+        )
