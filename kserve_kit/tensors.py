@@ -1,4 +1,5 @@
-"""Tensor codecs: V2 request tensors -> checked numpy arrays and Python strings.
+"""Tensor codecs: V2 request tensors -> checked numpy arrays and Python strings, request
+parameters -> Python values, and numpy arrays -> V2 responses encoded as the request asked.
 
 Every way a tensor can disagree with the contract becomes a `BadInput` that says what was
 expected and what came: a missing name, a datatype, a rank, data that does not fill its shape.
@@ -6,8 +7,14 @@ expected and what came: a missing name, a datatype, a rank, data that does not f
 
 from __future__ import annotations
 
+import struct
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 import numpy as np
-from kserve import InferRequest
+from kserve import InferOutput, InferRequest, InferResponse
+from kserve.protocol.infer_type import RequestedOutput
 
 from kserve_kit.contract import TensorSpec
 from kserve_kit.errors import BadInput
@@ -106,3 +113,162 @@ def _bytes_elements(tensor) -> list:
     except Exception as exc:
         raise BadInput(f"input {tensor.name!r}: cannot read BYTES data: {exc}") from None
     return list(np.asarray(array, dtype=object).reshape(-1))
+
+
+# Request parameters ------------------------------------------------------------------------
+
+# InferParameter fields of the V2 gRPC protocol that KServe 0.21's copy of the proto lacks, so
+# protobuf keeps them as unknown fields: what tritonclient sends for a Python float (double) or
+# a large unsigned integer. (field number, protobuf wire type)
+_GRPC_EXTRA_PARAMETERS = {(4, 1): "double_param", (5, 0): "uint64_param"}
+
+
+def read_parameter(parameters, name: str) -> tuple[str, object] | None:
+    """A request parameter as (kind, value), or None when the request does not send it.
+
+    The kind is what the client sent: over REST the JSON type (`number`, `string`, `boolean`,
+    ...), over gRPC the InferParameter field (`double_param`, `string_param`, ...).
+    """
+    if not parameters or name not in parameters:
+        return None
+    value = parameters[name]
+    if hasattr(value, "WhichOneof"):  # a gRPC InferParameter message
+        which = value.WhichOneof("parameter_choice")
+        if which:
+            return which, getattr(value, which)
+        return _grpc_extra_parameter(value.SerializeToString())
+    if isinstance(value, bool):
+        return "boolean", value
+    if isinstance(value, (int, float)):
+        return "number", value
+    if isinstance(value, str):
+        return "string", value
+    return {dict: "object", list: "array", type(None): "null"}.get(type(value), "value"), value
+
+
+def _grpc_extra_parameter(wire: bytes) -> tuple[str, object]:
+    """Read a double_param or uint64_param from an InferParameter's serialized bytes."""
+    pos = 0
+    while pos < len(wire):
+        tag, pos = _varint(wire, pos)
+        field, wire_type = tag >> 3, tag & 7
+        if wire_type == 0:
+            value, pos = _varint(wire, pos)
+        elif wire_type == 1:
+            value, pos = struct.unpack_from("<d", wire, pos)[0], pos + 8
+        elif wire_type == 5:
+            pos += 4
+            continue
+        elif wire_type == 2:
+            length, pos = _varint(wire, pos)
+            pos += length
+            continue
+        else:
+            break
+        kind = _GRPC_EXTRA_PARAMETERS.get((field, wire_type))
+        if kind:
+            return kind, value
+    return "unset parameter", None
+
+
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while pos < len(data):
+        byte = data[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return result, pos
+        shift += 7
+    raise BadInput("a request parameter is not a valid protobuf message")
+
+
+# Responses ---------------------------------------------------------------------------------
+
+BINARY_OUTPUTS_PARAMETER = "binary_data_output"  # REST: every output as raw bytes
+BINARY_OUTPUT_PARAMETER = "binary_data"  # REST: one requested output as raw bytes
+
+
+@dataclass(frozen=True)
+class OutputPlan:
+    """Which outputs a request asked for, in order, and which of them go as raw bytes (REST)."""
+
+    names: tuple[str, ...]
+    binary: tuple[bool, ...]
+
+
+def plan_outputs(payload: InferRequest, specs: Sequence[TensorSpec]) -> OutputPlan:
+    """The outputs to answer: the ones the request names (all when it names none), refusing a
+    name the model does not have. Over REST a request may ask for binary outputs, all at once
+    (`parameters.binary_data_output`) or one by one (an output's `parameters.binary_data`);
+    over gRPC the server picks the encoding."""
+    available = [spec.name for spec in specs]
+    rest = not payload.from_grpc
+    default = _flag(payload.parameters, BINARY_OUTPUTS_PARAMETER, "request") if rest else False
+    if not payload.request_outputs:
+        return OutputPlan(tuple(available), (default,) * len(available))
+    names, binary = [], []
+    for output in payload.request_outputs:
+        if output.name not in available:
+            raise BadInput(
+                f"unknown output {output.name!r} requested; this model's outputs are {available}"
+            )
+        if output.name in names:
+            continue
+        names.append(output.name)
+        own = _flag(output.parameters, BINARY_OUTPUT_PARAMETER, f"output {output.name!r}")
+        binary.append(rest and (default if own is None else own))
+    return OutputPlan(tuple(names), tuple(binary))
+
+
+def _flag(parameters, name: str, where: str) -> bool | None:
+    found = read_parameter(parameters, name)
+    if found is None:
+        return False if where == "request" else None
+    kind, value = found
+    if kind not in ("boolean", "bool_param"):
+        raise BadInput(f"{where} parameter {name!r} must be a boolean, got {kind} {value!r}")
+    return value
+
+
+def encode_response(
+    payload: InferRequest,
+    plan: OutputPlan,
+    arrays: dict[str, np.ndarray],
+    specs: Sequence[TensorSpec],
+    *,
+    model_name: str,
+    model_version: str,
+    grpc_binary: bool,
+    parameters: dict | None = None,
+    response_id: str | None = None,
+) -> InferResponse:
+    """A V2 response holding the planned outputs, encoded as the request asked.
+
+    `grpc_binary`: over gRPC, send raw bytes (`raw_output_contents`) rather than typed contents.
+    """
+    datatypes = {spec.name: spec.datatype for spec in specs}
+    outputs = []
+    for name in plan.names:
+        array = arrays[name]
+        if payload.from_grpc:
+            tensor = InferOutput(name, list(array.shape), datatypes[name])
+            tensor.set_data_from_numpy(array, binary_data=grpc_binary)
+        else:  # to_rest encodes the array, binary or JSON, as each requested output says
+            tensor = InferOutput(name, list(array.shape), datatypes[name], data=array)
+        outputs.append(tensor)
+    requested = None
+    if not payload.from_grpc:
+        requested = [
+            RequestedOutput(name, {BINARY_OUTPUT_PARAMETER: binary})
+            for name, binary in zip(plan.names, plan.binary, strict=True)
+        ]
+    return InferResponse(
+        response_id=response_id or payload.id or str(uuid.uuid4()),
+        model_name=model_name,
+        model_version=model_version,
+        infer_outputs=outputs,
+        from_grpc=payload.from_grpc,
+        parameters=parameters,
+        requested_outputs=requested,
+    )

@@ -3,16 +3,14 @@ the runtime (`predictor.runtime`); the checks on the tensors are plain functions
 
 from __future__ import annotations
 
-import uuid
-
 import numpy as np
-from kserve import InferOutput, InferRequest, InferResponse, Model
+from kserve import InferRequest, InferResponse, Model
 from prometheus_client import Gauge
 
 from kserve_kit import contract
 from kserve_kit.errors import BadInput, TooLarge
 from kserve_kit.modeldir import ModelInfo
-from kserve_kit.tensors import read_tensor
+from kserve_kit.tensors import encode_response, plan_outputs, read_tensor
 from predictor.batching import Batcher
 from predictor.config import PredictorConfig
 
@@ -68,12 +66,18 @@ def _check_range(name: str, values: np.ndarray, upper: int | None, meaning: str)
 class TextClassifierPredictor(Model):
     """Token tensors in, logits out. `load()` loads the model and runs one warm-up forward."""
 
+    platform = "pytorch"  # V2 model metadata: the framework that runs the model
+
     def __init__(self, config: PredictorConfig):
         super().__init__(config.model_name)
         self.config = config
         self.info = ModelInfo.load(config.model_dir)
         self.runtime = None
         self.batcher: Batcher | None = None
+
+    @property
+    def version(self) -> str:
+        return self.info.version
 
     def load(self) -> bool:
         from predictor.runtime import TorchRuntime  # torch is imported here, not at module import
@@ -106,6 +110,7 @@ class TextClassifierPredictor(Model):
             if not spec.optional or spec.name in {i.name for i in payload.inputs}
         }
         _reject_unknown_inputs(payload)
+        outputs = plan_outputs(payload, (contract.LOGITS,))
         ids, mask, types = check_token_tensors(
             tensors,
             vocab_size=self.info.vocab_size,
@@ -115,16 +120,16 @@ class TextClassifierPredictor(Model):
         )
         with INFLIGHT.labels(self.name).track_inprogress():
             logits = await self.batcher.infer(ids, mask, types)
-        output = InferOutput(contract.LOGITS.name, list(logits.shape), contract.LOGITS.datatype)
-        # Binary tensors over gRPC; JSON over REST, which KServe's REST client expects.
-        logits = logits.astype(np.float32, copy=False)
-        output.set_data_from_numpy(logits, binary_data=payload.from_grpc)
-        return InferResponse(
-            response_id=payload.id or str(uuid.uuid4()),
+        # Raw bytes over gRPC; over REST, JSON unless the request asks for binary outputs
+        # (KServe's REST client, the transformer's REST hop, reads JSON).
+        return encode_response(
+            payload,
+            outputs,
+            {contract.LOGITS.name: logits.astype(np.float32, copy=False)},
+            (contract.LOGITS,),
             model_name=self.name,
             model_version=self.info.version,
-            infer_outputs=[output],
-            from_grpc=payload.from_grpc,
+            grpc_binary=True,
         )
 
     def stop(self) -> None:

@@ -8,22 +8,37 @@ from __future__ import annotations
 
 import contextvars
 import uuid
+from dataclasses import dataclass
 
 import numpy as np
-from kserve import InferInput, InferOutput, InferRequest, InferResponse, Model
+from kserve import InferInput, InferRequest, InferResponse, Model
 
 from kserve_kit import contract
 from kserve_kit.decision import decide, validate_threshold
 from kserve_kit.errors import BadInput, PredictorFailed, TooLarge
 from kserve_kit.modeldir import ModelInfo
-from kserve_kit.tensors import read_texts
+from kserve_kit.tensors import (
+    OutputPlan,
+    encode_response,
+    plan_outputs,
+    read_parameter,
+    read_texts,
+)
 from kserve_kit.tokenization import TextEncoder
 from transformer.config import TransformerConfig
 from transformer.hop import PredictorClient
 
-# The threshold of the request being handled. KServe runs each request in its own task, so
-# preprocess and postprocess of one request see the same value and never another request's.
-_threshold: contextvars.ContextVar[float] = contextvars.ContextVar("confidence_threshold")
+# What preprocess learnt of the client's request that postprocess needs (the predictor's answer
+# does not carry it). KServe runs each request in its own task, so preprocess and postprocess of
+# one request see the same value and never another request's.
+_request: contextvars.ContextVar[_ClientRequest] = contextvars.ContextVar("client_request")
+
+
+@dataclass(frozen=True)
+class _ClientRequest:
+    threshold: float
+    outputs: OutputPlan
+    payload: InferRequest
 
 
 def check_texts(texts: list[str], max_batch_size: int) -> None:
@@ -39,18 +54,26 @@ def check_texts(texts: list[str], max_batch_size: int) -> None:
             raise BadInput(f"text {i} is empty: every text needs at least one visible character")
 
 
+# How a threshold may be sent: a JSON number or string over REST, a double or a string over gRPC.
+THRESHOLD_KINDS = ("number", "string", "double_param", "string_param")
+
+
 def request_threshold(parameters: dict | None, default: float, allow_override: bool) -> float:
     """The threshold for one request: its `confidence_threshold` parameter, or the default."""
-    if not parameters or contract.THRESHOLD_PARAMETER not in parameters:
+    found = read_parameter(parameters, contract.THRESHOLD_PARAMETER)
+    if found is None:
         return default
     if not allow_override:
         raise BadInput(
             f"this server does not accept a {contract.THRESHOLD_PARAMETER} parameter "
             "(--allow_threshold_override false); its threshold is fixed"
         )
-    value = parameters[contract.THRESHOLD_PARAMETER]
-    if hasattr(value, "WhichOneof"):  # a gRPC InferParameter message
-        value = getattr(value, value.WhichOneof("parameter_choice") or "string_param")
+    kind, value = found
+    if kind not in THRESHOLD_KINDS:
+        raise BadInput(
+            f"parameter {contract.THRESHOLD_PARAMETER} must be a number in (0, 1), sent as "
+            f"{' or '.join(THRESHOLD_KINDS)}; got {kind} {value!r}"
+        )
     try:
         return validate_threshold(value)
     except ValueError as exc:
@@ -58,6 +81,8 @@ def request_threshold(parameters: dict | None, default: float, allow_override: b
 
 
 class TextClassifierTransformer(Model):
+    platform = "kserve-kit-transformer"  # V2 model metadata: tokenizer + decision, no framework
+
     def __init__(self, config: TransformerConfig, max_message_bytes: int = 8 * 1024 * 1024):
         super().__init__(config.model_name)
         self.config = config
@@ -70,6 +95,10 @@ class TextClassifierTransformer(Model):
             timeout_s=config.predictor_timeout_s,
             max_message_bytes=max_message_bytes,
         )
+
+    @property
+    def version(self) -> str:
+        return self.info.version
 
     def load(self) -> bool:
         self.encoder = TextEncoder(self.info, self.config.max_length)
@@ -93,13 +122,13 @@ class TextClassifierTransformer(Model):
             raise BadInput("this model speaks the V2 protocol: POST /v2/models/{name}/infer")
         texts = read_texts(payload, contract.TEXT)
         check_texts(texts, self.config.max_batch_size)
-        _threshold.set(
-            request_threshold(
-                payload.parameters,
-                self.config.confidence_threshold,
-                self.config.allow_threshold_override,
-            )
+        threshold = request_threshold(
+            payload.parameters,
+            self.config.confidence_threshold,
+            self.config.allow_threshold_override,
         )
+        outputs = plan_outputs(payload, contract.TRANSFORMER_OUTPUTS)
+        _request.set(_ClientRequest(threshold, outputs, payload))
         encoded = self.encoder.encode(texts)
         binary = self.config.predictor_protocol == "grpc-v2"
         inputs = []
@@ -120,18 +149,23 @@ class TextClassifierTransformer(Model):
         return await self.predictor.infer(payload, headers)
 
     def postprocess(self, response: InferResponse, headers: dict | None = None) -> InferResponse:
+        request = _request.get()
         logits = self._logits(response)
-        decisions = decide(logits, self.info.labels, _threshold.get(), self.config.others_label)
-        outputs = [
-            _output(contract.LABEL, np.array(decisions.labels, dtype=np.object_)),
-            _output(contract.CONFIDENCE, decisions.confidence),
-            _output(contract.PROBABILITIES, decisions.probabilities),
-        ]
-        return InferResponse(
-            response_id=response.id or str(uuid.uuid4()),
+        decisions = decide(logits, self.info.labels, request.threshold, self.config.others_label)
+        arrays = {
+            contract.LABEL.name: np.array(decisions.labels, dtype=np.object_),
+            contract.CONFIDENCE.name: decisions.confidence,
+            contract.PROBABILITIES.name: decisions.probabilities,
+        }
+        return encode_response(
+            request.payload,
+            request.outputs,
+            arrays,
+            contract.TRANSFORMER_OUTPUTS,
             model_name=self.name,
             model_version=response.model_version or self.info.version,
-            infer_outputs=outputs,
+            grpc_binary=False,
+            response_id=response.id,
         )
 
     def _logits(self, response: InferResponse) -> np.ndarray:
@@ -139,9 +173,3 @@ class TextClassifierTransformer(Model):
             if output.name == contract.LOGITS.name:
                 return output.as_numpy()
         raise PredictorFailed(self.predictor.host, f"no {contract.LOGITS.name!r} in its answer")
-
-
-def _output(spec: contract.TensorSpec, array: np.ndarray) -> InferOutput:
-    tensor = InferOutput(spec.name, list(array.shape), spec.datatype)
-    tensor.set_data_from_numpy(array, binary_data=False)
-    return tensor
