@@ -38,6 +38,8 @@ EXPECTED_KINDS = {
     "overlay-policy": {"Job", "CronJob"},
     "chart-batch": {"Job"},
     "chart-batch-cron-gpu": {"CronJob"},
+    "chart-policy": {"Job"},
+    "chart-policy-file": {"CronJob"},
 }
 BATCH_VARIANTS = sorted(EXPECTED_KINDS)
 GPU_VARIANTS = {"overlay-batch-gpu", "chart-batch-cron-gpu"}
@@ -172,7 +174,7 @@ def test_job_and_cronjob_run_the_same_pod_in_the_overlays(objects):
         assert job_spec(job) == job_spec(cron), variant
 
 
-@pytest.mark.parametrize("variant", ["batch", "batch-cron-gpu"])
+@pytest.mark.parametrize("variant", ["batch", "batch-cron-gpu", "policy"])
 def test_job_and_cronjob_run_the_same_pod_in_the_chart(variant):
     values = render.load_values(render.chart_variants()[variant])
     one_off = copy.deepcopy(values)
