@@ -25,6 +25,12 @@ def add_text_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--others_label", default="others", help="the label answered when the model is not sure"
     )
+    parser.add_argument(
+        "--policy_file",
+        default=None,
+        help="decision policy JSON (temperature, thresholds, others label); default: policy.json "
+        "in --model_dir when present, otherwise the threshold flags",
+    )
 
 
 @dataclass(frozen=True)

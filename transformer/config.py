@@ -29,6 +29,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=True,
         help="whether a request may set parameters.confidence_threshold (true/false)",
     )
+    parser.add_argument(
+        "--policy_reload_interval_seconds",
+        type=float,
+        default=2.0,
+        help="seconds between checks of the policy file for a new version; 0: never reload",
+    )
     return parser
 
 

@@ -23,10 +23,14 @@ OVERLAYS = ("kind", "gpu", "knative", "keda")
 # Overlays that add the batch Job and CronJob (components/batch) to kind and gpu; the chart's
 # ci/<name>-values.yaml mirror them (tests/manifests/test_batch.py).
 BATCH_OVERLAYS = {"batch": "batch", "batch-gpu": "batch-cron-gpu"}
+# Overlays that add components/policy (the decision policy ConfigMap), each with the chart
+# variants that mirror it: the policy inline and as --set-file text (test_policy.py).
+POLICY_OVERLAYS = {"policy": ("policy", "policy-file")}
 # Kustomizations that are built on their own (overlays plus the model and batch data volumes).
 KUSTOMIZATIONS = {
     **{f"overlay-{name}": MANIFESTS / "overlays" / name for name in OVERLAYS},
     **{f"overlay-{name}": MANIFESTS / "overlays" / name for name in BATCH_OVERLAYS},
+    **{f"overlay-{name}": MANIFESTS / "overlays" / name for name in POLICY_OVERLAYS},
     "kind-model-storage": MANIFESTS / "kind-model-storage",
     "batch-data-storage": MANIFESTS / "batch-data-storage",
 }

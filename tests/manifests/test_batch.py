@@ -16,7 +16,15 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 import render
-from conftest import REPO, container, demo_model, flag, inference_services, only
+from conftest import (
+    REPO,
+    container,
+    demo_model,
+    flag,
+    inference_services,
+    only,
+    write_config_map_volume,
+)
 
 pytestmark = pytest.mark.manifests
 
@@ -27,8 +35,11 @@ PAIRS = [(f"overlay-{o}", f"chart-{c}") for o, c in render.BATCH_OVERLAYS.items(
 EXPECTED_KINDS = {
     "overlay-batch": {"Job", "CronJob"},
     "overlay-batch-gpu": {"Job", "CronJob"},
+    "overlay-policy": {"Job", "CronJob"},
     "chart-batch": {"Job"},
     "chart-batch-cron-gpu": {"CronJob"},
+    "chart-policy": {"Job"},
+    "chart-policy-file": {"CronJob"},
 }
 BATCH_VARIANTS = sorted(EXPECTED_KINDS)
 GPU_VARIANTS = {"overlay-batch-gpu", "chart-batch-cron-gpu"}
@@ -157,13 +168,13 @@ def test_batch_parser_rejects_a_misspelt_flag(objects):
 def test_job_and_cronjob_run_the_same_pod_in_the_overlays(objects):
     """Nothing has to differ: both write scored-{date}.jsonl, so a run started by hand
     (`kubectl create job --from=cronjob/...`) resumes or refuses what the nightly one wrote."""
-    for variant in ("overlay-batch", "overlay-batch-gpu"):
+    for variant in ("overlay-batch", "overlay-batch-gpu", "overlay-policy"):
         job = only(objects[variant], "Job")
         cron = only(objects[variant], "CronJob")
         assert job_spec(job) == job_spec(cron), variant
 
 
-@pytest.mark.parametrize("variant", ["batch", "batch-cron-gpu"])
+@pytest.mark.parametrize("variant", ["batch", "batch-cron-gpu", "policy"])
 def test_job_and_cronjob_run_the_same_pod_in_the_chart(variant):
     values = render.load_values(render.chart_variants()[variant])
     one_off = copy.deepcopy(values)
@@ -315,13 +326,23 @@ def test_schema_rejects_bad_batch_values(batch):
 # ---- the rendered Job, run as its pod would run ----------------------------------------------
 
 
-def test_rendered_batch_job_scores_a_file(objects, tmp_path):
-    """The overlay-batch Job's command, args and env, with /mnt/models the local demo model and
-    /data a local directory: every input row comes out scored, the bad one goes to the errors
-    file, and a second run of the same day refuses to redo a finished file."""
+@pytest.mark.parametrize("variant", ["overlay-batch", "overlay-policy"])
+def test_rendered_batch_job_scores_a_file(objects, tmp_path, variant):
+    """The rendered Job's command, args and env, with /mnt/models the local demo model, /data a
+    local directory and each ConfigMap volume (the policy) laid out as the kubelet does: every
+    input row comes out scored, the bad one goes to the errors file, and a second run of the
+    same day refuses to redo a finished file."""
     model = demo_model()
-    job = only(objects["overlay-batch"], "Job")
+    job = only(objects[variant], "Job")
     c = batch_container(job)
+    config_maps = {d["metadata"]["name"]: d for d in objects[variant] if d["kind"] == "ConfigMap"}
+    volumes = {v["name"]: v for v in job_spec(job)["template"]["spec"]["volumes"]}
+    mounted = {}  # mountPath -> local directory
+    for m in c["volumeMounts"]:
+        if "configMap" in volumes[m["name"]]:
+            config_map = config_maps[volumes[m["name"]]["configMap"]["name"]]
+            mounted[m["mountPath"]] = write_config_map_volume(config_map, tmp_path / m["name"])
+    assert bool(mounted) == (variant == "overlay-policy")
     data, scratch = tmp_path / "data", tmp_path / "scratch"
     (data / "input").mkdir(parents=True)
     (data / "output").mkdir()
@@ -338,6 +359,9 @@ def test_rendered_batch_job_scores_a_file(objects, tmp_path):
             return f"{name}={value.replace('/mnt/models', str(model), 1)}"
         if value.startswith("/data/"):
             return f"{name}={data}/{value.removeprefix('/data/')}"
+        for mount, directory in mounted.items():
+            if value.startswith(f"{mount}/"):
+                return f"{name}={directory}/{value.removeprefix(f'{mount}/')}"
         return arg
 
     args = [local(a) for a in c["args"]]

@@ -108,6 +108,7 @@ def test_only_known_kinds_are_rendered(objects):
         "ServiceMonitor",
         "Job",
         "CronJob",
+        "ConfigMap",
     }, kinds
 
 

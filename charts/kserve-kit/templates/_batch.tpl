@@ -101,6 +101,9 @@ template:
           - --device=cuda
           - --dtype={{ .Values.gpu.dtype }}
           {{- end }}
+          {{- if .Values.policy.enabled }}
+          - --policy_file={{ include "kserve-kit.policyFile" . }}
+          {{- end }}
           {{- range $b.extraArgs }}
           - {{ . | quote }}
           {{- end }}
@@ -136,6 +139,9 @@ template:
             mountPath: /data
           - name: scratch
             mountPath: /tmp
+          {{- if .Values.policy.enabled }}
+          {{- include "kserve-kit.policyVolumeMount" . | nindent 10 }}
+          {{- end }}
     {{- $tolerations := $b.tolerations }}
     {{- if $b.gpu }}
     {{- $tolerations = append $tolerations (dict "key" .Values.gpu.resourceName "operator" "Exists" "effect" "NoSchedule") }}
@@ -155,4 +161,7 @@ template:
       - name: scratch
         emptyDir:
           sizeLimit: {{ $b.scratchSizeLimit }}
+      {{- if .Values.policy.enabled }}
+      {{- include "kserve-kit.policyVolume" . | nindent 6 }}
+      {{- end }}
 {{- end }}

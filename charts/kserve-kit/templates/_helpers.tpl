@@ -189,4 +189,5 @@ terminationGracePeriodSeconds: {{ add .Values.drain.preStopSleepSeconds .Values.
 {{- if and .Values.gpu.enabled (or .Values.predictor.device .Values.predictor.dtype) }}
 {{- fail "gpu.enabled sets --device=cuda and --dtype=gpu.dtype: leave predictor.device and predictor.dtype empty" }}
 {{- end }}
+{{- include "kserve-kit.policyValidate" . }}
 {{- end }}
