@@ -15,9 +15,10 @@ soak: install ## Soak: 20,000 requests at concurrency 16 through the transformer
 	$(VENV)/bin/pytest -m reliability tests/reliability/test_soak.py -s $(PYTEST_ARGS)
 
 .PHONY: chaos
-chaos: install ## Faults under load (5 predictor kills per hop, SIGTERM, stall) and 1,000 fuzzed requests per server (about 6 min)
+chaos: install ## Faults under load (5 predictor kills per hop, SIGTERM, stall) and 1,000 fuzzed requests per server and kind: REST, gRPC, OpenAPI (about 9 min)
 	KIT_CHAOS_ROUNDS=$(CHAOS_ROUNDS) KIT_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) \
 	$(VENV)/bin/pytest -m reliability tests/reliability/test_chaos.py tests/reliability/test_fuzz.py \
+		tests/reliability/test_fuzz_grpc.py tests/reliability/test_fuzz_openapi.py \
 		tests/reliability/test_hostile_input.py -s $(PYTEST_ARGS)
 
 .PHONY: test-reliability
