@@ -61,7 +61,12 @@ def test_offline_answers_what_the_online_service_answers(demo_chain, demo_model_
     _, heldout = split(load_examples())
     texts = [t for t, _ in heldout][:40] + load_out_of_domain()[:20] + ["word " * 400]
     write_jsonl(tmp_path / "in.jsonl", [{"id": f"t{i}", "text": t} for i, t in enumerate(texts)])
-    run_batch(demo_model_dir, tmp_path / "in.jsonl", tmp_path / "out.jsonl", "--chunk_rows", "16")
+    # The same policy on both sides: the transformer decides by the flags until it reads the
+    # policy file (issue 12's server wiring); then this should compare both under policy.json.
+    run_batch(
+        demo_model_dir, tmp_path / "in.jsonl", tmp_path / "out.jsonl", "--chunk_rows", "16",
+        "--policy_file", "none",
+    )  # fmt: skip
     offline = read_jsonl(tmp_path / "out.jsonl")
     assert [r["id"] for r in offline] == [f"t{i}" for i in range(len(texts))]
 
