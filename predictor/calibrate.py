@@ -690,7 +690,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             precision, coverage = None, _share("target_coverage", args.target_coverage, True)
         else:
             precision = _share(
-                "target_precision", args.target_precision or DEFAULT_TARGET_PRECISION
+                "target_precision",
+                DEFAULT_TARGET_PRECISION
+                if args.target_precision is None
+                else args.target_precision,
             )
             coverage = None
         if args.min_support < 1:

@@ -160,6 +160,7 @@ def test_bad_data_is_one_line_exit_2_and_nothing_written(
     "flags, message",
     [
         (["--target_precision", "1.5"], "--target_precision must be in (0, 1)"),
+        (["--target_precision", "0"], "--target_precision must be in (0, 1)"),
         (["--target_precision", "0.9", "--target_coverage", "0.5"], "not allowed with argument"),
         (["--calibration_share", "1"], "--calibration_share must be in (0, 1)"),
         (["--min_support", "0"], "--min_support must be >= 1"),
