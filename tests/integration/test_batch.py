@@ -4,6 +4,7 @@ that survives a kill without losing or repeating a row."""
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,7 +13,10 @@ import time
 import numpy as np
 import pytest
 
+from kserve_kit.decision import softmax
 from kserve_kit.demo.build import load_examples, load_out_of_domain, split
+from kserve_kit.modeldir import ModelInfo
+from kserve_kit.policy import DecisionPolicy
 from tests.support.http import infer_url, outputs, post, texts_body
 from tests.support.servers import REPO
 
@@ -57,7 +61,12 @@ def test_offline_answers_what_the_online_service_answers(demo_chain, demo_model_
     _, heldout = split(load_examples())
     texts = [t for t, _ in heldout][:40] + load_out_of_domain()[:20] + ["word " * 400]
     write_jsonl(tmp_path / "in.jsonl", [{"id": f"t{i}", "text": t} for i, t in enumerate(texts)])
-    run_batch(demo_model_dir, tmp_path / "in.jsonl", tmp_path / "out.jsonl", "--chunk_rows", "16")
+    # The same policy on both sides: the transformer decides by the flags until it reads the
+    # policy file (issue 12's server wiring); then this should compare both under policy.json.
+    run_batch(
+        demo_model_dir, tmp_path / "in.jsonl", tmp_path / "out.jsonl", "--chunk_rows", "16",
+        "--policy_file", "none",
+    )  # fmt: skip
     offline = read_jsonl(tmp_path / "out.jsonl")
     assert [r["id"] for r in offline] == [f"t{i}" for i in range(len(texts))]
 
@@ -111,6 +120,7 @@ def test_csv_in_csv_out(tiny_model_dir, tmp_path):
         rows = list(csv.DictReader(f))
     assert [r["id"] for r in rows] == ["1", "2"]
     assert len(json.loads(rows[0]["probabilities"])) == 3
+    assert {r["policy_version"] for r in rows} == {DecisionPolicy.from_flags(0.9, "others").version}
     assert read_jsonl(tmp_path / "out.csv.errors.jsonl") == [
         {"line": 3, "error": "'text' is empty"}
     ]
@@ -234,3 +244,87 @@ def test_output_date_placeholder_names_one_file_a_day(tiny_model_dir, tmp_path):
         if not p.name.endswith(".errors.jsonl")
     )
     assert written in ([f"scored-{before}.jsonl"], [f"scored-{after}.jsonl"])
+
+
+def test_every_row_names_its_policy_and_a_policy_file_changes_the_decisions(
+    tiny_model_dir, tmp_path
+):
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    info = ModelInfo.load(model)
+    texts = [f"message number {i} " + "word " * (i % 9) for i in range(200)]
+    write_jsonl(tmp_path / "in.jsonl", [{"id": f"r{i}", "text": t} for i, t in enumerate(texts)])
+    flag_args = ("--confidence_threshold", "0.3")
+
+    # No policy file: the flags, and the flags' version in every row.
+    run_batch(model, tmp_path / "in.jsonl", tmp_path / "flags.jsonl", *flag_args)
+    flags = read_jsonl(tmp_path / "flags.jsonl")
+    assert {r["policy_version"] for r in flags} == {
+        DecisionPolicy.from_flags(0.3, "others").version
+    }
+    assert "others" not in {r["label"] for r in flags}  # the tiny model's top class is >= 1/3
+    raw = np.array([r["probabilities"] for r in flags])
+
+    # The tiny model's logits barely depend on the text: T = 0.01 spreads its confidences over
+    # a few thousandths. softmax(log p / T) is softmax(logits / T): the policy's probabilities
+    # follow from the flags' output (to about 1e-5 here, from the 7 digits written).
+    scaled = softmax(np.log(raw) / 0.01)
+    top, confidence = scaled.argmax(axis=1), scaled.max(axis=1)
+    commonest = int(np.bincount(top).argmax())
+    strict = float(np.median(confidence[top == commonest]))  # the class threshold halves it
+    policy = DecisionPolicy(
+        version="hand-made-1",
+        threshold=0.34,
+        others_label="unsure",
+        temperature=0.01,
+        class_thresholds={info.labels[commonest]: strict},
+        model_version=info.version,
+    )
+    (model / "policy.json").write_text(policy.to_json())  # beside the model: the default
+    run_batch(model, tmp_path / "in.jsonl", tmp_path / "policy.jsonl", *flag_args)
+    rows = read_jsonl(tmp_path / "policy.jsonl")
+    assert {r["policy_version"] for r in rows} == {"hand-made-1"}
+    np.testing.assert_allclose([r["probabilities"] for r in rows], scaled, atol=1e-4)
+    thresholds = np.where(top == commonest, strict, 0.34)
+    clear = np.abs(confidence - thresholds) > 1e-4  # rows not on a threshold's edge
+    expected = np.where(confidence >= thresholds, np.array(info.labels)[top], "unsure")
+    got = np.array([r["label"] for r in rows])
+    assert clear.sum() > 150
+    assert got[clear].tolist() == expected[clear].tolist()
+    # The class threshold refused about half of that class, which the flags all answered.
+    refused = (got == "unsure") & (top == commonest)
+    assert 0.3 < refused.sum() / (top == commonest).sum() < 0.7
+
+    # --policy_file none: the flags again, whatever the model directory holds.
+    run_batch(
+        model, tmp_path / "in.jsonl", tmp_path / "none.jsonl", *flag_args, "--policy_file", "none"
+    )
+    assert read_jsonl(tmp_path / "none.jsonl") == flags
+
+
+def test_a_bad_policy_file_stops_the_run_before_any_row(tiny_model_dir, tmp_path):
+    info = ModelInfo.load(tiny_model_dir)
+    write_jsonl(tmp_path / "in.jsonl", [{"text": "one"}])
+    policy_file = tmp_path / "policy.json"
+    for content, message in [
+        ('{"format": 1}', "version, others_label, temperature, threshold: expected a value"),
+        (
+            DecisionPolicy("v", 0.5, "others", model_version="another-model").to_json(),
+            f"model_version: expected the served model's version '{info.version}', "
+            'got "another-model"',
+        ),
+    ]:
+        policy_file.write_text(content)
+        result = run_batch(
+            tiny_model_dir, tmp_path / "in.jsonl", tmp_path / "out.jsonl",
+            "--policy_file", policy_file, check=False,
+        )  # fmt: skip
+        assert result.returncode == 2
+        last = result.stderr.strip().splitlines()[-1]
+        assert last.startswith(f"batch: {policy_file}: ") and message in last, last
+        assert not (tmp_path / "out.jsonl").exists()
+    missing = run_batch(
+        tiny_model_dir, tmp_path / "in.jsonl", tmp_path / "out.jsonl",
+        "--policy_file", tmp_path / "nope.json", check=False,
+    )  # fmt: skip
+    assert missing.returncode == 2 and "--policy_file: expected an existing file" in missing.stderr

@@ -87,3 +87,40 @@ def test_valid_thresholds(value):
 def test_invalid_thresholds_say_why(value, message):
     with pytest.raises(ValueError, match=message):
         validate_threshold(value)
+
+
+def test_temperature_divides_the_logits_before_the_softmax():
+    logits = np.array([[4.0, 2.0, 0.0]])
+    scaled = decide(logits, LABELS, 0.5, "others", temperature=2.0)
+    np.testing.assert_allclose(scaled.probabilities, softmax(logits / 2.0))
+    assert scaled.labels == ["billing"]  # 0.665 at T = 2
+    assert decide(logits, LABELS, 0.7, "others", temperature=2.0).labels == ["others"]
+    assert decide(logits, LABELS, 0.7, "others", temperature=0.5).labels == ["billing"]
+    unscaled = decide(logits, LABELS, 0.5, "others", temperature=1.0)
+    np.testing.assert_array_equal(unscaled.probabilities, softmax(logits))
+
+
+@pytest.mark.parametrize("temperature", [0.0, -1.0, float("nan"), float("inf")])
+def test_a_temperature_must_be_finite_and_positive(temperature):
+    with pytest.raises(ValueError, match="finite number > 0"):
+        decide(np.zeros((1, 3)), LABELS, 0.5, "others", temperature=temperature)
+
+
+def test_the_threshold_of_the_top_class_applies():
+    # Both rows have top probability 0.787 (logits 3, 1, 1): billing's own threshold 0.9 refuses
+    # it, shipping falls back to the default 0.75 and keeps it.
+    logits = np.array([[3.0, 1.0, 1.0], [1.0, 3.0, 1.0]])
+    d = decide(logits, LABELS, 0.75, "others", class_thresholds={"billing": 0.9})
+    assert d.labels == ["others", "shipping"]
+    d = decide(logits, LABELS, 0.95, "others", class_thresholds={"shipping": 0.5})
+    assert d.labels == ["others", "shipping"]
+    assert decide(logits, LABELS, 0.75, "others", class_thresholds={}).labels == [
+        "billing",
+        "shipping",
+    ]
+
+
+def test_a_class_threshold_equal_to_the_confidence_keeps_the_label():
+    logits = np.array([[0.0, 0.0, -50.0]])  # 0.5, 0.5: billing by the tie rule
+    d = decide(logits, LABELS, 0.9, "others", class_thresholds={"billing": 0.5})
+    assert d.confidence[0] == np.float32(0.5) and d.labels == ["billing"]
