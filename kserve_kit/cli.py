@@ -244,10 +244,12 @@ def configure_kit_logging() -> None:
 def load_and_serve(args: argparse.Namespace, component: str, build) -> None:
     """Build the model with `build()`, load it, and serve it (blocks).
 
-    A model directory the server cannot serve (`ModelUnfit`) stops the process at start with a
-    one-line reason, before any port is opened, so the pod fails visibly instead of serving 500s.
+    A model directory the server cannot serve (`ModelUnfit`) or a decision policy it cannot
+    apply (`PolicyError`, exit 2) stops the process at start with a one-line reason, before any
+    port is opened, so the pod fails visibly instead of serving 500s.
     """
     from kserve_kit.errors import ModelUnfit
+    from kserve_kit.policy import PolicyError
 
     if args.configure_logging:
         configure_kit_logging()
@@ -257,6 +259,9 @@ def load_and_serve(args: argparse.Namespace, component: str, build) -> None:
     except ModelUnfit as exc:
         logging.getLogger(component).error("cannot serve %s: %s", args.model_dir, exc)
         sys.exit(f"{component}: {exc}")
+    except PolicyError as exc:  # a setting that cannot serve: argparse's exit code for one
+        print(f"{component}: error: {exc}", file=sys.stderr)
+        sys.exit(2)
     start_server(args, model)
 
 

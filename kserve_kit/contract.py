@@ -22,6 +22,8 @@ DEFAULT_MODEL_NAME = "text-classifier"
 
 # Request parameter a client may send to override the confidence threshold.
 THRESHOLD_PARAMETER = "confidence_threshold"
+# Response parameter naming the decision policy that answered (kserve_kit.policy).
+POLICY_VERSION_PARAMETER = "policy_version"
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,8 @@ class TransformerConfig:
     confidence_threshold: float
     others_label: str
     allow_threshold_override: bool
+    policy_file: str | None = None  # None: policy.json in model_dir when present, else the flags
+    policy_reload_interval_s: float = 2.0  # 0: the policy is read once, at start
 
     @classmethod
     def from_args(cls, argv: Sequence[str] | None = None) -> TransformerConfig:
@@ -73,6 +75,11 @@ class TransformerConfig:
                 f"--predictor_protocol must be one of {', '.join(PREDICTOR_PROTOCOLS)} "
                 f"(the kit speaks V2 only), got {args.predictor_protocol!r}"
             )
+        if not args.policy_reload_interval_seconds >= 0:
+            raise ValueError(
+                "--policy_reload_interval_seconds must be >= 0 (0: never reload), "
+                f"got {args.policy_reload_interval_seconds}"
+            )
         text = TextSettings.from_namespace(args)
         return cls(
             model_name=args.model_name,
@@ -85,4 +92,6 @@ class TransformerConfig:
             confidence_threshold=text.confidence_threshold,
             others_label=text.others_label,
             allow_threshold_override=args.allow_threshold_override,
+            policy_file=text.policy_file,
+            policy_reload_interval_s=args.policy_reload_interval_seconds,
         )

@@ -14,9 +14,11 @@ import numpy as np
 from kserve import InferInput, InferRequest, InferResponse, Model
 
 from kserve_kit import contract
-from kserve_kit.decision import decide, validate_threshold
+from kserve_kit.decision import validate_threshold
 from kserve_kit.errors import BadInput, PredictorFailed, TooLarge
 from kserve_kit.modeldir import ModelInfo
+from kserve_kit.policy import DecisionPolicy, load_policy, policy_file_for
+from kserve_kit.policy_watch import PolicyWatcher
 from kserve_kit.tensors import (
     OutputPlan,
     encode_response,
@@ -36,7 +38,8 @@ _request: contextvars.ContextVar[_ClientRequest] = contextvars.ContextVar("clien
 
 @dataclass(frozen=True)
 class _ClientRequest:
-    threshold: float
+    policy: DecisionPolicy  # taken once: a reload in between never mixes two policies
+    threshold: float | None  # the request's own confidence_threshold, if it sent one
     outputs: OutputPlan
     payload: InferRequest
 
@@ -58,8 +61,10 @@ def check_texts(texts: list[str], max_batch_size: int) -> None:
 THRESHOLD_KINDS = ("number", "string", "double_param", "string_param")
 
 
-def request_threshold(parameters: dict | None, default: float, allow_override: bool) -> float:
-    """The threshold for one request: its `confidence_threshold` parameter, or the default."""
+def request_threshold(
+    parameters: dict | None, default: float | None, allow_override: bool
+) -> float | None:
+    """The threshold for one request: its `confidence_threshold` parameter, or `default`."""
     found = read_parameter(parameters, contract.THRESHOLD_PARAMETER)
     if found is None:
         return default
@@ -88,6 +93,7 @@ class TextClassifierTransformer(Model):
         self.config = config
         self.info = ModelInfo.load(config.model_dir)
         self.encoder: TextEncoder | None = None
+        self._policy = self._serving_policy(config)
         self.predictor = PredictorClient(
             host=config.predictor_host,
             protocol=config.predictor_protocol,
@@ -100,9 +106,29 @@ class TextClassifierTransformer(Model):
     def version(self) -> str:
         return self.info.version
 
+    @property
+    def policy(self) -> DecisionPolicy:
+        """The decision policy serving now (a watched file's latest valid version)."""
+        policy = self._policy
+        return policy.current if isinstance(policy, PolicyWatcher) else policy
+
+    def _serving_policy(self, config: TransformerConfig) -> DecisionPolicy | PolicyWatcher:
+        """The policy file when there is one (watched for new versions), else the flags.
+        A file that cannot serve raises PolicyError: the server does not start."""
+        path = policy_file_for(config.policy_file, config.model_dir)
+        if path is None:
+            return DecisionPolicy.from_flags(config.confidence_threshold, config.others_label)
+
+        def load(p):
+            return load_policy(p, self.info.labels, self.info.version)
+
+        return PolicyWatcher(path, load, interval_s=config.policy_reload_interval_s or 1.0)
+
     def load(self) -> bool:
         self.encoder = TextEncoder(self.info, self.config.max_length)
         self.encoder.encode(["warm up"])
+        if isinstance(self._policy, PolicyWatcher) and self.config.policy_reload_interval_s:
+            self._policy.start()
         self.ready = True
         return self.ready
 
@@ -122,13 +148,12 @@ class TextClassifierTransformer(Model):
             raise BadInput("this model speaks the V2 protocol: POST /v2/models/{name}/infer")
         texts = read_texts(payload, contract.TEXT)
         check_texts(texts, self.config.max_batch_size)
+        # None: the policy's own thresholds apply.
         threshold = request_threshold(
-            payload.parameters,
-            self.config.confidence_threshold,
-            self.config.allow_threshold_override,
+            payload.parameters, None, self.config.allow_threshold_override
         )
         outputs = plan_outputs(payload, contract.TRANSFORMER_OUTPUTS)
-        _request.set(_ClientRequest(threshold, outputs, payload))
+        _request.set(_ClientRequest(self.policy, threshold, outputs, payload))
         encoded = self.encoder.encode(texts)
         binary = self.config.predictor_protocol == "grpc-v2"
         inputs = []
@@ -151,7 +176,7 @@ class TextClassifierTransformer(Model):
     def postprocess(self, response: InferResponse, headers: dict | None = None) -> InferResponse:
         request = _request.get()
         logits = self._logits(response)
-        decisions = decide(logits, self.info.labels, request.threshold, self.config.others_label)
+        decisions = request.policy.decide(logits, self.info.labels, request.threshold)
         arrays = {
             contract.LABEL.name: np.array(decisions.labels, dtype=np.object_),
             contract.CONFIDENCE.name: decisions.confidence,
@@ -165,8 +190,14 @@ class TextClassifierTransformer(Model):
             model_name=self.name,
             model_version=response.model_version or self.info.version,
             grpc_binary=False,
+            parameters={contract.POLICY_VERSION_PARAMETER: request.policy.version},
             response_id=response.id,
         )
+
+    def stop(self) -> None:
+        if isinstance(self._policy, PolicyWatcher):
+            self._policy.stop()
+        super().stop()
 
     def _logits(self, response: InferResponse) -> np.ndarray:
         for output in response.outputs:

@@ -61,19 +61,16 @@ def test_offline_answers_what_the_online_service_answers(demo_chain, demo_model_
     _, heldout = split(load_examples())
     texts = [t for t, _ in heldout][:40] + load_out_of_domain()[:20] + ["word " * 400]
     write_jsonl(tmp_path / "in.jsonl", [{"id": f"t{i}", "text": t} for i, t in enumerate(texts)])
-    # The same policy on both sides: the transformer decides by the flags until it reads the
-    # policy file (issue 12's server wiring); then this should compare both under policy.json.
-    run_batch(
-        demo_model_dir, tmp_path / "in.jsonl", tmp_path / "out.jsonl", "--chunk_rows", "16",
-        "--policy_file", "none",
-    )  # fmt: skip
+    # Both sides decide by the demo's fitted policy.json, found beside the model by default.
+    run_batch(demo_model_dir, tmp_path / "in.jsonl", tmp_path / "out.jsonl", "--chunk_rows", "16")
     offline = read_jsonl(tmp_path / "out.jsonl")
     assert [r["id"] for r in offline] == [f"t{i}" for i in range(len(texts))]
 
-    online_labels, online_probs = [], []
+    online_labels, online_probs, online_policies = [], [], set()
     for start in range(0, len(texts), 16):  # different batches online: the answer must not care
         status, body = post(infer_url(transformer), texts_body(texts[start : start + 16]))
         assert status == 200, body
+        online_policies.add(body["parameters"]["policy_version"])
         out = outputs(body)
         online_labels += out["label"]["data"]
         online_probs += (
@@ -84,6 +81,8 @@ def test_offline_answers_what_the_online_service_answers(demo_chain, demo_model_
     np.testing.assert_allclose([r["probabilities"] for r in offline], online_probs, atol=1e-5)
     assert "others" in online_labels and len(set(online_labels)) > 2  # the set exercises both
     assert {r["model_version"] for r in offline} == {body["model_version"]}
+    assert {r["policy_version"] for r in offline} == online_policies
+    assert online_policies.pop().startswith("cal-")  # the fitted policy, not the flags
 
 
 def test_bad_rows_go_to_the_errors_file_and_the_run_goes_on(tiny_model_dir, tmp_path):
