@@ -97,7 +97,11 @@ test: install model ## Run every test tier that this machine can run
 
 .PHONY: test-unit
 test-unit: install ## Run the unit tests only
-	$(VENV)/bin/pytest -m unit $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -m unit tests/unit $(PYTEST_ARGS)
+
+.PHONY: test-runtime
+test-runtime: install ## Run the runtime tests (torch and a real model in process; no server)
+	$(VENV)/bin/pytest -m runtime tests/runtime $(PYTEST_ARGS)
 
 .PHONY: test-integration
 test-integration: install model ## Run the integration tests (real servers on free ports)

@@ -1,13 +1,6 @@
-import subprocess
-import sys
-
-import numpy as np
 import pytest
 
 from kserve_kit.errors import BadInput, TooLarge
-from kserve_kit.modeldir import ModelInfo
-from kserve_kit.tokenization import TextEncoder
-from tests.support.servers import REPO
 from transformer.model import check_texts, request_threshold
 
 pytestmark = pytest.mark.unit
@@ -39,24 +32,3 @@ def test_batch_checks():
         check_texts(["a"] * 5, 4)
     with pytest.raises(BadInput, match="text 1 is empty"):
         check_texts(["a", "  \n"], 4)
-
-
-def test_encoder_pads_to_the_longest_text_and_truncates_at_max_length(tiny_model_dir):
-    encoder = TextEncoder(ModelInfo.load(tiny_model_dir), max_length=16)
-    short = encoder.encode(["hi", "hello there my friend"])
-    assert short.input_ids.dtype == np.int64
-    assert short.input_ids.shape[1] < 16  # padded to the longer text, not to max_length
-    assert short.attention_mask[0].sum() < short.attention_mask[1].sum()
-    long = encoder.encode(["word " * 500])
-    assert long.input_ids.shape == (1, 16)
-    assert long.attention_mask.all()
-
-
-def test_the_transformer_never_imports_torch():
-    code = (
-        "import sys; import transformer.__main__, transformer.model, kserve_kit.client;"
-        "bad = [m for m in ('torch', 'transformers') if m in sys.modules];"
-        "print(bad); sys.exit(1 if bad else 0)"
-    )
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout + result.stderr

@@ -10,7 +10,7 @@ import pytest
 
 from predictor.config import PredictorConfig
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.runtime
 
 torch = pytest.importorskip("torch", reason="the runtime needs the predictor extra")
 
