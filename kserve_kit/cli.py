@@ -12,24 +12,10 @@ from collections.abc import Sequence
 from kserve_kit.contract import DEFAULT_MODEL_NAME
 from kserve_kit.logs import LOG_FORMATS, configure_kit_logging, configure_server_logging
 from kserve_kit.metrics import count_request
-from kserve_kit.serving import kit_model_server, log_refusal
+from kserve_kit.serving import adopt_args, import_model_server, kit_model_server, log_refusal
 
 # Above gRPC's own 8 MiB message limit REST would take what gRPC refuses; keep them equal.
 DEFAULT_MAX_REQUEST_BYTES = 8 * 1024 * 1024
-
-
-def import_model_server():
-    """`kserve.model_server`, imported with this process's arguments hidden.
-
-    KServe's module parses sys.argv with its own parser when first imported, where argparse
-    would read another command's flags as abbreviations of its own (--grpc -> --grpc_port).
-    """
-    argv, sys.argv = sys.argv, sys.argv[:1]
-    try:
-        from kserve import model_server
-    finally:
-        sys.argv = argv
-    return model_server
 
 
 def base_parser(description: str) -> argparse.ArgumentParser:
@@ -88,6 +74,11 @@ def parse_or_exit(parser: argparse.ArgumentParser, argv: Sequence[str] | None, c
     A bad value stops the process with that one-line reason (argparse's exit code 2)."""
     args = parser.parse_args(argv)
     try:
+        if getattr(args, "workers", 1) > 1:
+            raise ValueError(
+                f"--workers {args.workers}: the kit serves from one process (its drain of REST "
+                "and gRPC on SIGTERM and the predictor's batcher live there); run more replicas"
+            )
         return args, check(args)
     except ValueError as exc:
         parser.error(str(exc))
@@ -270,9 +261,7 @@ def start_server(args: argparse.Namespace, model, predictor_config=None) -> None
     """Register `model` and serve it with the ports and options from `args` (blocks)."""
     install_error_handlers()
     install_body_limit(args.max_request_bytes)
-    # KServe also reads its module-level args (gRPC message limits, logging): make them ours,
-    # since import_model_server() kept the command line away from its import-time parse.
-    vars(import_model_server().args).update(vars(args))
+    adopt_args(args)
 
     server = kit_model_server(args.enable_model_repository)(
         http_port=args.http_port,

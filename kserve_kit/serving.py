@@ -18,7 +18,10 @@ Each class here replaces one part of KServe's server that answers a client wrong
   valid protobuf is the client's INVALID_ARGUMENT (gRPC answers INTERNAL when a request does
   not deserialize); and no INFO line per call (`grpc method: ...`, with no status, time or
   request id: noise that cost about 5 % of the transformer's CPU per request).
-- `kit_model_server()`: the drain fix (see its docstring).
+- `kit_model_server()`: the drain fix (see its docstring). It holds for one worker process, so
+  the parsers refuse `--workers` above 1 (`kserve_kit.cli.parse_or_exit`).
+- `import_model_server()` and `adopt_args()`: KServe parses `sys.argv` when its server module is
+  imported, and its server reads that module's `args`.
 
 The kit's models describe themselves with two attributes, `version` and `platform`.
 """
@@ -27,6 +30,7 @@ The kit's models describe themselves with two attributes, `version` and `platfor
 # runtime, and they name classes imported inside a function.
 import asyncio
 import logging
+import sys
 
 from kserve_kit.errors import BadInput, ModelNotFound, RepositoryDisabled, ServingError
 from kserve_kit.metrics import count_request, error_kind
@@ -88,6 +92,27 @@ KSERVE_INSTANCE_ATTRIBUTES = (
 )
 
 REPOSITORY_EXTENSION = "model_repository_extension"
+
+
+def import_model_server():
+    """`kserve.model_server`, imported with this process's arguments hidden.
+
+    KServe's module parses sys.argv with its own parser when first imported, where argparse
+    would read another command's flags as abbreviations of its own (--grpc -> --grpc_port).
+    """
+    argv, sys.argv = sys.argv, sys.argv[:1]
+    try:
+        from kserve import model_server
+    finally:
+        sys.argv = argv
+    return model_server
+
+
+def adopt_args(args) -> None:
+    """KServe's server reads its module-level `args` (gRPC message limits, logging): make them
+    this command's, since `import_model_server` kept the command line from its import-time
+    parse."""
+    vars(import_model_server().args).update(vars(args))
 
 
 def served_versions(registry) -> dict[str, str]:

@@ -60,3 +60,32 @@ def test_transformer_refuses_bad_settings_at_start(argv, message, capsys):
         TransformerConfig.from_args(argv)
     assert exc.value.code == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "parse, argv",
+    [
+        (PredictorConfig.from_args, []),
+        (TransformerConfig.from_args, ["--predictor_host", "p:8081"]),
+    ],
+    ids=["predictor", "transformer"],
+)
+def test_more_than_one_worker_process_is_refused_naming_the_way_to_scale(parse, argv, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        parse(["--workers", "2", *argv])
+    assert stopped.value.code == 2
+    message = capsys.readouterr().err
+    assert "--workers 2" in message and "replicas" in message
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--policy_reload_interval_seconds", "-1"], "must be >= 0"),
+        (["--drift_window", "-5"], "--drift_window must be >= 0"),
+    ],
+)
+def test_transformer_policy_and_drift_flags_refuse_negatives(argv, message, capsys):
+    with pytest.raises(SystemExit):
+        TransformerConfig.from_args(["--predictor_host", "p:8081", *argv])
+    assert message in capsys.readouterr().err
