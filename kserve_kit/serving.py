@@ -19,6 +19,8 @@ Each class here replaces one part of KServe's server that answers a client wrong
   not deserialize); and no INFO line per call (`grpc method: ...`, with no status, time or
   request id: noise that cost about 5 % of the transformer's CPU per request).
 - `kit_model_server()`: the drain fix (see its docstring).
+- `KitDataPlane.infer` also starts each request's trace span (`kserve_kit.tracing`): REST and
+  gRPC inference both pass through it with their headers or metadata.
 
 The kit's models describe themselves with two attributes, `version` and `platform`.
 """
@@ -28,6 +30,7 @@ The kit's models describe themselves with two attributes, `version` and `platfor
 import asyncio
 import logging
 
+from kserve_kit import tracing
 from kserve_kit.errors import BadInput, ModelNotFound, RepositoryDisabled, ServingError
 
 logger = logging.getLogger("kserve_kit.serving")
@@ -146,9 +149,12 @@ def _data_plane_class():
             return metadata
 
         async def infer(self, model_name: str, request, headers=None):
-            if isinstance(request, InferRequest):
-                self.check_model(model_name, request.model_version or None)
-            return await super().infer(model_name, request, headers)
+            # REST and gRPC inference both pass here, with the HTTP headers or the gRPC
+            # metadata: the one place the server span starts from the caller's trace context.
+            with tracing.server_span(headers, {"kserve_kit.model": model_name}):
+                if isinstance(request, InferRequest):
+                    self.check_model(model_name, request.model_version or None)
+                return await super().infer(model_name, request, headers)
 
         def decode_inference_request(self, body, headers, model_name):
             # KServe parses a binary-tensor body (`Inference-Header-Content-Length`) with int(),
