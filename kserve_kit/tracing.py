@@ -20,6 +20,11 @@ The W3C trace context travels client -> transformer -> predictor in the `tracepa
 KServe hands the data plane (REST headers, or gRPC invocation metadata), `inject()` adds the
 current span's to the hop's headers.
 
+The kit's provider is its own, not OpenTelemetry's global one: FastAPI (0.165) traces its HTTP
+requests natively as soon as a global provider is set, which would give REST requests, and only
+them, a second server span and per-request dependency spans at a cost in CPU. The kit's
+`<role>.infer` span serves REST and gRPC alike.
+
 The helpers take and return opaque span objects so that callers (`transformer/`, the predictor's
 batcher) never import OpenTelemetry.
 """
@@ -89,7 +94,6 @@ def configure(role: str, env: Mapping[str, str] | None = None, processor=None) -
     names = exporters_from_env(env) if processor is None else ["(given)"]
     if not names:
         return False
-    from opentelemetry import trace
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
 
@@ -103,8 +107,6 @@ def configure(role: str, env: Mapping[str, str] | None = None, processor=None) -
         _provider.shutdown()
     _provider, _role = provider, role
     _tracer = provider.get_tracer("kserve_kit")
-    if processor is None:  # the global one, for any library that traces through the API
-        trace.set_tracer_provider(provider)
     atexit.register(provider.shutdown)
     logger.info("tracing on: %s, exporters %s", resource.attributes["service.name"], names)
     return True
