@@ -31,7 +31,10 @@ class Span:
 @dataclass
 class Collector:
     port: int = 0
+    decode: bool = True  # False: only count exports and bytes (the bench's sink)
     spans: list[Span] = field(default_factory=list)
+    exports: int = 0
+    bytes_received: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -43,6 +46,11 @@ class Collector:
         }
 
     def add(self, body: bytes) -> None:
+        with self._lock:
+            self.exports += 1
+            self.bytes_received += len(body)
+        if not self.decode:
+            return
         from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
             ExportTraceServiceRequest,
         )
@@ -95,8 +103,8 @@ def _attributes(pairs) -> dict:
 
 
 @contextlib.contextmanager
-def collector() -> Iterator[Collector]:
-    sink = Collector()
+def collector(decode: bool = True) -> Iterator[Collector]:
+    sink = Collector(decode=decode)
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self):  # noqa: N802 - http.server's name
