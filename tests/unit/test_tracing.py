@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 
@@ -130,3 +131,19 @@ def test_one_forward_for_two_traces_links_both_requests(spans):
     assert shared.attributes["kserve_kit.batch.rows"] == 5
     assert shared.attributes["kserve_kit.batch.requests"] == 2
     assert all(q.end_time <= shared.start_time for q in queues)
+
+
+def test_a_server_with_an_exporter_it_lacks_stops_at_start_with_one_line(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-m", "predictor", "--model_dir", str(tmp_path)],
+        cwd=REPO,
+        env={**os.environ, "OTEL_TRACES_EXPORTER": "jaeger"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.strip().splitlines()[-1] == (
+        "predictor: error: OTEL_TRACES_EXPORTER: unknown exporter jaeger; "
+        "the kit has otlp, console or none"
+    )
