@@ -2,6 +2,7 @@
 
     python -m bench.ab "--forward_workers 1" "--forward_workers 2" --concurrency 1,16,32
     python -m bench.ab "--compile none" "--compile trace" --rounds 5 --seconds 3
+    python -m bench.ab "" "OTEL_TRACES_EXPORTER=otlp" --targets chain   # tracing off / on
 
 Starts one predictor per set of flags (each with its own transformer, gRPC hop), all loaded at
 once and idle when not measured, then runs every (setting, target, concurrency) cell once per
@@ -9,6 +10,12 @@ round in a shuffled order, as `python -m bench` does. Each cell's median over th
 printed, with its throughput relative to the first setting as the median over the rounds of
 the ratio within each round: on a shared, noisy machine that ratio is the number to read.
 Traffic goes to 127.0.0.1 only; every cell is bounded in time.
+
+A setting may start with NAME=VALUE words: environment variables for both servers of its pair
+(`OTEL_TRACES_EXPORTER=otlp` turns tracing on), and with `tree=DIR`: that pair runs the kit's
+code from another checkout (`git archive main | tar -x -C DIR`), to compare code, not flags.
+A setting that exports OTLP with no endpoint of its own exports to a sink run here, which counts
+what it receives without decoding it.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
+import re
 import shlex
 import statistics
 import sys
@@ -25,13 +33,30 @@ import bench._kserve_argv  # noqa: F401  (before anything that imports kserve's 
 from bench import loadgen
 from bench.inputs import make_texts, tokenize
 from bench.procs import chain_servers
+from tests.support import otlp
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL_NAME = "text-classifier"
 
 
-async def run(args: argparse.Namespace) -> dict:
-    settings = [shlex.split(s) for s in args.settings]
+ENV_WORD = re.compile(r"^[A-Z_][A-Z0-9_]*=")
+
+
+def split_setting(setting: str) -> tuple[dict[str, str], Path, list[str]]:
+    """("tree=/b A=1 --flag x") -> ({"A": "1"}, Path("/b"), ["--flag", "x"])."""
+    words = shlex.split(setting)
+    env, tree = {}, REPO
+    while words and (ENV_WORD.match(words[0]) or words[0].startswith("tree=")):
+        name, _, value = words.pop(0).partition("=")
+        if name == "tree":
+            tree = Path(value).resolve()
+        else:
+            env[name] = value
+    return env, tree, words
+
+
+async def run(args: argparse.Namespace, sink: otlp.Collector) -> dict:
+    settings = [split_setting(s) for s in args.settings]
     logs = args.out / "ab-logs"
     logs.mkdir(parents=True, exist_ok=True)
     texts = make_texts(args.model_dir)
@@ -43,9 +68,16 @@ async def run(args: argparse.Namespace) -> dict:
     ]
     text_requests = [loadgen.grpc_text_request(MODEL_NAME, t) for t in texts]
     pairs = [
-        chain_servers(args.model_dir, logs, flags, f"-{i}", MODEL_NAME, REPO)
-        for i, flags in enumerate(settings)
+        chain_servers(args.model_dir, logs, flags, f"-{i}", MODEL_NAME, tree)
+        for i, (_, tree, flags) in enumerate(settings)
     ]
+    for (env, _, _), servers in zip(settings, pairs, strict=True):
+        if "otlp" in env.get("OTEL_TRACES_EXPORTER", "") and not any(
+            k.startswith("OTEL_EXPORTER_OTLP_") and k.endswith("ENDPOINT") for k in env
+        ):
+            env = {**env, "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{sink.port}"}
+        for server in servers:
+            server.env.update(env)
     clients = []
     try:
         for predictor, transformer in pairs:
@@ -134,8 +166,11 @@ def main(argv: list[str] | None = None) -> None:
     if unknown:
         parser.error(f"--targets takes predictor and chain, got {sorted(unknown)}")
     args.model_dir = args.model_dir.resolve()
-    results = asyncio.run(run(args))
+    with otlp.collector(decode=False) as sink:
+        results = asyncio.run(run(args, sink))
     print(table(args, results))
+    if sink.exports:
+        print(f"\nOTLP sink: {sink.exports} exports, {sink.bytes_received / 1e6:.1f} MB received")
 
 
 if __name__ == "__main__":

@@ -240,11 +240,17 @@ def load_and_serve(args: argparse.Namespace, component: str, build) -> None:
     apply (`PolicyError`, exit 2) stops the process at start with a one-line reason, before any
     port is opened, so the pod fails visibly instead of serving 500s.
     """
+    from kserve_kit import tracing
     from kserve_kit.errors import ModelUnfit, SettingRefused
     from kserve_kit.policy import PolicyError
 
     if args.configure_logging:
         configure_kit_logging()
+    try:
+        tracing.configure(component)  # off unless OTEL_* configures an exporter
+    except tracing.TracingConfigError as exc:
+        print(f"{component}: error: {exc}", file=sys.stderr)
+        sys.exit(2)
     try:
         model = build()
         model.load()

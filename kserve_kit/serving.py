@@ -22,6 +22,8 @@ Each class here replaces one part of KServe's server that answers a client wrong
   the parsers refuse `--workers` above 1 (`kserve_kit.cli.parse_or_exit`).
 - `import_model_server()` and `adopt_args()`: KServe parses `sys.argv` when its server module is
   imported, and its server reads that module's `args`.
+- `KitDataPlane.infer` also starts each request's trace span (`kserve_kit.tracing`): REST and
+  gRPC inference both pass through it with their headers or metadata.
 
 The kit's models describe themselves with two attributes, `version` and `platform`.
 """
@@ -32,6 +34,7 @@ import asyncio
 import logging
 import sys
 
+from kserve_kit import tracing
 from kserve_kit.errors import BadInput, ModelNotFound, RepositoryDisabled, ServingError
 from kserve_kit.metrics import count_request, error_kind
 
@@ -175,9 +178,12 @@ def _data_plane_class():
             return metadata
 
         async def infer(self, model_name: str, request, headers=None):
-            if isinstance(request, InferRequest):
-                self.check_model(model_name, request.model_version or None)
-            return await super().infer(model_name, request, headers)
+            # REST and gRPC inference both pass here, with the HTTP headers or the gRPC
+            # metadata: the one place the server span starts from the caller's trace context.
+            with tracing.server_span(headers, {"kserve_kit.model": model_name}):
+                if isinstance(request, InferRequest):
+                    self.check_model(model_name, request.model_version or None)
+                return await super().infer(model_name, request, headers)
 
         def decode_inference_request(self, body, headers, model_name):
             # KServe parses a binary-tensor body (`Inference-Header-Content-Length`) with int(),

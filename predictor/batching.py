@@ -21,6 +21,12 @@ small CPU two single-threaded forwards beat one forward on two threads, docs/per
 
 Pure numpy and asyncio: the forward function is injected, so this module is tested without torch.
 The batch sizes and waits are Prometheus histograms on the predictor's /metrics.
+
+Tracing (`kserve_kit.tracing`, when on): each request gets a `predictor.queue` span, a child of
+its own `predictor.infer` span, from its arrival here to the start of the forward that serves it.
+One forward serves requests of several traces, so it is one `predictor.forward` span per batch:
+a child of the first request's queue span, with a link to every request's queue span (the
+others' traces reach it through the link), and the batch's rows, requests and length.
 """
 
 from __future__ import annotations
@@ -34,6 +40,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from prometheus_client import Histogram
+
+from kserve_kit import tracing
 
 # forward(input_ids [B, L], attention_mask [B, L], token_type_ids [B, L] | None) -> logits [B, C]
 Forward = Callable[[np.ndarray, np.ndarray, np.ndarray | None], np.ndarray]
@@ -57,6 +65,7 @@ class _Job:
     token_type_ids: np.ndarray | None
     future: asyncio.Future = field(repr=False)
     arrived: float = field(default_factory=time.monotonic)
+    span: object = field(default=None, repr=False)  # its predictor.queue span, when tracing
 
     @property
     def rows(self) -> int:
@@ -130,9 +139,9 @@ class Batcher:
         if self._max_delay_s == 0:
             # Batching off: each request is its own forward, still off the event loop.
             arrived = time.monotonic()
-
+            span = tracing.start_span("predictor.queue", {"kserve_kit.rows": len(input_ids)})
             return await self._run_forward(
-                loop, [arrived], input_ids, attention_mask, token_type_ids
+                loop, [arrived], input_ids, attention_mask, token_type_ids, [span]
             )
         if not self._workers or any(worker.done() for worker in self._workers):
             for worker in self._workers:
@@ -142,6 +151,7 @@ class Batcher:
             self._queued_rows = 0
             self._workers = [loop.create_task(self._run()) for _ in range(self._worker_count)]
         job = _Job(input_ids, attention_mask, token_type_ids, loop.create_future())
+        job.span = tracing.start_span("predictor.queue", {"kserve_kit.rows": job.rows})
         self._queue.put_nowait(job)
         self._queued_rows += job.rows
         return await job.future
@@ -193,12 +203,17 @@ class Batcher:
         loop = asyncio.get_running_loop()
         while True:
             batch = await self._collect()
-            batch = [job for job in batch if not job.future.done()]  # callers that gave up
+            for job in batch:
+                if job.future.done():  # a caller that gave up: its wait ends here
+                    tracing.end_span(job.span)
+            batch = [job for job in batch if not job.future.done()]
             if not batch:
                 continue
             try:
                 ids, mask, types = pad_and_stack(batch, self._pad_id)
-                logits = await self._run_forward(loop, [j.arrived for j in batch], ids, mask, types)
+                logits = await self._run_forward(
+                    loop, [j.arrived for j in batch], ids, mask, types, [j.span for j in batch]
+                )
             except Exception as exc:  # the forward failed: every caller in the batch learns why
                 for job in batch:
                     if not job.future.done():
@@ -210,28 +225,43 @@ class Batcher:
                     job.future.set_result(logits[row : row + job.rows])
                 row += job.rows
 
-    async def _run_forward(self, loop, arrived: list[float], ids, mask, types) -> np.ndarray:
-        """One forward in a forward thread; `arrived`: when its requests reached the batcher."""
+    async def _run_forward(self, loop, arrived: list[float], ids, mask, types, spans) -> np.ndarray:
+        """One forward in a forward thread; `arrived`: when its requests reached the batcher,
+        `spans`: their queue spans (None each when tracing is off)."""
         waiting = self._carry is not None or (self._queue is not None and not self._queue.empty())
         alone = self._running == 0 and not waiting
         self._running += 1
         try:
             return await loop.run_in_executor(
-                self._executor, self._forward_in_thread, arrived, alone, ids, mask, types
+                self._executor, self._forward_in_thread, arrived, alone, ids, mask, types, spans
             )
         finally:
             self._running -= 1
 
-    def _forward_in_thread(self, arrived, alone, ids, mask, types) -> np.ndarray:
+    def _forward_in_thread(self, arrived, alone, ids, mask, types, spans) -> np.ndarray:
         started = time.monotonic()
         for t in arrived:
             BATCH_WAIT.observe(started - t)
         BATCH_ROWS.observe(ids.shape[0])
-        if self._before_forward is not None:
-            self._before_forward(alone)
-        return self._forward(ids, mask, types)
+        for span in spans:
+            tracing.end_span(span)
+        with tracing.batch_span("predictor.forward", spans, _forward_attributes(ids, spans, alone)):
+            if self._before_forward is not None:
+                self._before_forward(alone)
+            return self._forward(ids, mask, types)
 
     def close(self) -> None:
         for worker in self._workers:
             worker.cancel()
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _forward_attributes(ids: np.ndarray, spans, alone: bool) -> dict | None:
+    if not tracing.enabled():
+        return None
+    return {
+        "kserve_kit.batch.rows": ids.shape[0],
+        "kserve_kit.batch.requests": len(spans),
+        "kserve_kit.batch.sequence_length": ids.shape[1],
+        "kserve_kit.forward.alone": alone,
+    }

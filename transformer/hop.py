@@ -15,6 +15,7 @@ import httpx
 from kserve import InferRequest, InferResponse
 from kserve.inference_client import InferenceGRPCClient, InferenceRESTClient, RESTConfig
 
+from kserve_kit import tracing
 from kserve_kit.errors import (
     BadInput,
     PredictorFailed,
@@ -50,6 +51,12 @@ class PredictorClient:
         self._max_message_bytes = max_message_bytes
         self._grpc: InferenceGRPCClient | None = None
         self._rest: InferenceRESTClient | None = None
+        # The hop span's (kserve_kit.tracing): which predictor, over which protocol.
+        self.span_attributes = {
+            "rpc.system": "grpc" if protocol == "grpc-v2" else "http",
+            "server.address": host,
+            "kserve_kit.predictor_protocol": protocol,
+        }
 
     def _grpc_client(self) -> InferenceGRPCClient:
         # Made on first use: a grpc.aio channel belongs to the event loop that creates it.
@@ -88,6 +95,7 @@ class PredictorClient:
 
     async def _infer(self, request: InferRequest, headers: dict | None) -> InferResponse:
         forwarded = {k: v for k, v in (headers or {}).items() if k.lower() in FORWARDED_HEADERS}
+        tracing.inject(forwarded)  # traceparent/tracestate of the hop span, when tracing is on
         try:
             if self.protocol == "grpc-v2":
                 return await self._grpc_client().infer(

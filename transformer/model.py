@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from kserve import InferInput, InferRequest, InferResponse, Model
 
-from kserve_kit import contract, drift
+from kserve_kit import contract, drift, tracing
 from kserve_kit.decision import validate_threshold
 from kserve_kit.errors import BadInput, PredictorFailed, SettingRefused, TooLarge
 from kserve_kit.metrics import CountedModel
@@ -165,15 +165,19 @@ class TextClassifierTransformer(CountedModel, Model):
     async def preprocess(self, payload, headers: dict | None = None) -> InferRequest:
         if not isinstance(payload, InferRequest):
             raise BadInput("this model speaks the V2 protocol: POST /v2/models/{name}/infer")
-        texts = read_texts(payload, contract.TEXT)
-        check_texts(texts, self.config.max_batch_size)
+        with tracing.span("transformer.decode") as span:
+            texts = read_texts(payload, contract.TEXT)
+            check_texts(texts, self.config.max_batch_size)
+            tracing.set_attributes(span, {"kserve_kit.texts": len(texts)})
         # None: the policy's own thresholds apply.
         threshold = request_threshold(
             payload.parameters, None, self.config.allow_threshold_override
         )
         outputs = plan_outputs(payload, contract.TRANSFORMER_OUTPUTS)
         _request.set(_ClientRequest(self.policy, threshold, outputs, payload))
-        encoded = self.encoder.encode(texts)
+        with tracing.span("transformer.tokenize") as span:
+            encoded = self.encoder.encode(texts)
+            tracing.set_attributes(span, {"kserve_kit.sequence_length": encoded.input_ids.shape[1]})
         binary = self.config.predictor_protocol == "grpc-v2"
         inputs = []
         for spec, array in (
@@ -190,12 +194,16 @@ class TextClassifierTransformer(CountedModel, Model):
         )
 
     async def predict(self, payload: InferRequest, headers: dict | None = None) -> InferResponse:
-        return await self.predictor.infer(payload, headers)
+        with tracing.span("transformer.hop", self.predictor.span_attributes, kind="client"):
+            return await self.predictor.infer(payload, headers)
 
     def postprocess(self, response: InferResponse, headers: dict | None = None) -> InferResponse:
         request = _request.get()
         logits = self._logits(response)
-        decisions = request.policy.decide(logits, self.info.labels, request.threshold)
+        with tracing.span(
+            "transformer.decide", {"kserve_kit.policy_version": request.policy.version}
+        ):
+            decisions = request.policy.decide(logits, self.info.labels, request.threshold)
         self._observe(request.policy, decisions)
         arrays = {
             contract.LABEL.name: np.array(decisions.labels, dtype=np.object_),

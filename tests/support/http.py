@@ -55,14 +55,17 @@ def outputs(body: dict) -> dict:
     return {o["name"]: o for o in body["outputs"]}
 
 
-def grpc_infer(target: str, request: pb.ModelInferRequest, timeout: float = 30):
-    """One ModelInfer call; returns (status code, response or details)."""
+def grpc_infer(
+    target: str, request: pb.ModelInferRequest, timeout: float = 30, metadata: tuple = ()
+):
+    """One ModelInfer call (with `metadata`: (key, value) pairs); returns (status code,
+    response or details)."""
 
     async def call():
         async with grpc.aio.insecure_channel(target) as channel:
             try:
                 response = await pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer(
-                    request, timeout=timeout
+                    request, timeout=timeout, metadata=metadata or None
                 )
                 return grpc.StatusCode.OK, response
             except grpc.aio.AioRpcError as exc:
