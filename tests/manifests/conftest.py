@@ -10,6 +10,8 @@ import pytest
 import render
 import yaml
 
+from tests.support.configmap import ConfigMapVolume
+
 REPO = render.REPO
 # InferenceService fields that are KServe's, not the PodSpec's (dropped to derive pods).
 ISVC_COMPONENT_FIELDS = {
@@ -164,14 +166,5 @@ def derived_pods(isvc: dict) -> list[dict]:
 
 
 def write_config_map_volume(config_map: dict, directory: Path) -> Path:
-    """A ConfigMap volume as the kubelet lays it out: each key a link into ..data, itself a
-    link to a timestamped directory (an update writes a new one and swaps ..data). Returns
-    `directory`, to stand for the mount path."""
-    stamp = directory / "..2026_12_01_00_00_00.000000001"
-    stamp.mkdir(parents=True)
-    for key, text in config_map.get("data", {}).items():
-        (stamp / key).write_text(text)
-    (directory / "..data").symlink_to(stamp.name)
-    for key in config_map.get("data", {}):
-        (directory / key).symlink_to(f"..data/{key}")
-    return directory
+    """The ConfigMap mounted at `directory` as the kubelet lays it out; returns `directory`."""
+    return ConfigMapVolume(directory).publish(config_map.get("data", {}))

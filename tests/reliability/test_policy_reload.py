@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import threading
 import time
-from pathlib import Path
 
 import aiohttp
 import numpy as np
@@ -27,6 +25,7 @@ import pytest
 from tests.reliability.conftest import env_int
 from tests.reliability.load import metric
 from tests.support import servers
+from tests.support.configmap import ConfigMapVolume
 
 pytestmark = pytest.mark.reliability
 
@@ -51,29 +50,10 @@ def policy_json(policy: dict) -> str:
     return json.dumps({"format": 1, "others_label": "others", "model_version": None, **policy})
 
 
-class ConfigMapVolume:
-    """A directory updated as the kubelet updates a ConfigMap volume: atomically, by symlink."""
-
-    def __init__(self, root: Path):
-        self.root = root
-        root.mkdir()
-        (root / "policy.json").symlink_to("..data/policy.json")
-        self.updates = 0
-
-    def write(self, text: str) -> None:
-        self.updates += 1
-        target = self.root / f"..2026_12_01_{self.updates:02d}"
-        target.mkdir()
-        (target / "policy.json").write_text(text)
-        staged = self.root / "..data_tmp"
-        staged.symlink_to(target.name)
-        os.replace(staged, self.root / "..data")  # rename(2): the swap is atomic
-
-
 @pytest.fixture
 def reloading_chain(tiny_model_dir, tmp_path):
     volume = ConfigMapVolume(tmp_path / "policy")
-    volume.write(policy_json(POLICIES[0]))
+    volume.publish({"policy.json": policy_json(POLICIES[0])})
     predictor = servers.predictor(tiny_model_dir, tmp_path)
     transformer = servers.transformer(
         tiny_model_dir,
@@ -123,7 +103,7 @@ def test_policy_replaced_under_load_without_a_failed_request_or_a_mix(reloading_
         for policy in POLICIES[1:]:
             if stop.wait(RELOAD_SECONDS / (len(POLICIES) + 1)):
                 return
-            volume.write(policy_json(policy))
+            volume.publish({"policy.json": policy_json(policy)})
 
     replacer = threading.Thread(target=replace_five_times)
     replacer.start()

@@ -13,6 +13,7 @@ from prometheus_client import REGISTRY
 
 from kserve_kit.policy import DecisionPolicy, PolicyError, load_policy
 from kserve_kit.policy_watch import PolicyWatcher
+from tests.support.configmap import ConfigMapVolume
 
 pytestmark = pytest.mark.unit
 
@@ -32,27 +33,15 @@ def document(version: str, threshold: float = 0.6, temperature: float = 1.5) -> 
     }
 
 
-class ConfigMapVolume:
-    """What the kubelet does to a ConfigMap mount, step by step."""
-
-    def __init__(self, root: Path):
-        self.root = root
-        self.generation = 0
+class PolicyVolume(ConfigMapVolume):
+    """A ConfigMap volume holding one key, policy.json."""
 
     @property
     def path(self) -> Path:
         return self.root / "policy.json"
 
     def publish(self, content: str) -> None:
-        self.generation += 1
-        stamp = self.root / f"..2026_12_01_00_00_{self.generation:02d}"
-        stamp.mkdir()
-        (stamp / "policy.json").write_text(content)
-        tmp = self.root / "..data_tmp"
-        tmp.symlink_to(stamp.name)
-        os.replace(tmp, self.root / "..data")  # the atomic swap
-        if not self.path.is_symlink():
-            self.path.symlink_to("..data/policy.json")
+        super().publish({"policy.json": content})
 
 
 def errors_total() -> float:
@@ -65,7 +54,7 @@ def load(path: Path) -> DecisionPolicy:
 
 @pytest.fixture
 def volume(tmp_path):
-    v = ConfigMapVolume(tmp_path)
+    v = PolicyVolume(tmp_path)
     v.publish(json.dumps(document("v1")))
     return v
 
