@@ -57,8 +57,9 @@ def tool(name: str) -> str:
     """Path of promtool or prometheus ($PROMTOOL / $PROMETHEUS, else PATH), or a skip."""
     found = os.environ.get(name.upper()) or shutil.which(name)
     if not found:
-        skip_or_fail(f"{name} not found: apt-get install prometheus (Debian's package) or set "
-                     f"{name.upper()}")
+        skip_or_fail(
+            f"{name} not found: apt-get install prometheus (Debian's package) or set {name.upper()}"
+        )
     return found
 
 
@@ -98,9 +99,7 @@ def dashboard_expressions(dashboard: dict) -> dict[str, str]:
         for target in panel.get("targets", []):
             expr = target["expr"]
             for variable, value in SUBSTITUTIONS.items():
-                expr = expr.replace(variable, value).replace(
-                    "${" + variable[1:] + "}", value
-                )
+                expr = expr.replace(variable, value).replace("${" + variable[1:] + "}", value)
             assert "$" not in expr, f"unsubstituted variable in {expr}"
             out[f"{panel['title']} / {target['refId']}"] = expr
     return out
@@ -191,8 +190,9 @@ def prometheus(jobs: dict[str, list[str]], directory: Path) -> Iterator[Promethe
         deadline = time.monotonic() + 60
         while True:
             if process.poll() is not None:
-                raise RuntimeError(f"prometheus exited with {process.returncode}:\n"
-                                   f"{server.log_tail()}")
+                raise RuntimeError(
+                    f"prometheus exited with {process.returncode}:\n{server.log_tail()}"
+                )
             with contextlib.suppress(OSError, urllib.error.URLError):
                 with urllib.request.urlopen(f"{server.url}/-/ready", timeout=2) as r:
                     if r.status == 200:

@@ -50,8 +50,11 @@ PROMETHEUS_RULE = {
             "type": "object",
             "required": ["name"],
             "properties": {
-                "name": {"type": "string", "pattern": "^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
-                         "maxLength": 253},
+                "name": {
+                    "type": "string",
+                    "pattern": "^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+                    "maxLength": 253,
+                },
                 "labels": STRING_MAP,
                 "annotations": STRING_MAP,
                 "namespace": {"type": "string"},
@@ -108,8 +111,9 @@ def rules() -> dict[str, dict]:
     """Source -> PrometheusRule: the component, the chart at its defaults, ci/monitoring."""
     variant = render.load_values(render.chart_variants()["monitoring"])
     return {
-        "overlay-monitoring": only(kustomize(render.MANIFESTS / "overlays" / "monitoring"),
-                                   "PrometheusRule"),
+        "overlay-monitoring": only(
+            kustomize(render.MANIFESTS / "overlays" / "monitoring"), "PrometheusRule"
+        ),
         "chart-defaults": only(chart(CHART_DEFAULTS), "PrometheusRule"),
         "chart-monitoring": only(chart(variant), "PrometheusRule"),
     }
