@@ -3,6 +3,9 @@ SHELL := /usr/bin/env bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help
 
+# Every tool and cluster version, once (kind, Helm, kubectl, KServe's CRDs commit...).
+include versions.env
+
 PYTHON_BOOTSTRAP ?= python3.11
 VENV ?= .venv
 PY := $(VENV)/bin/python

@@ -10,6 +10,8 @@ import sys
 from collections.abc import Sequence
 
 from kserve_kit.contract import DEFAULT_MODEL_NAME
+from kserve_kit.logs import LOG_FORMATS, configure_kit_logging, configure_server_logging
+from kserve_kit.metrics import count_request
 from kserve_kit.serving import kit_model_server, log_refusal
 
 # Above gRPC's own 8 MiB message limit REST would take what gRPC refuses; keep them equal.
@@ -57,6 +59,19 @@ def base_parser(description: str) -> argparse.ArgumentParser:
         type=positive(int),
         default=DEFAULT_MAX_REQUEST_BYTES,
         help="largest REST request body; a larger one is refused with 413 before it is read",
+    )
+    parser.add_argument(
+        "--access_log",
+        type=str2bool,
+        default=False,
+        help="one line per request (uvicorn's access log and KServe's timing lines); off, the "
+        "log holds start-up, refusals (one line each), faults and shutdown",
+    )
+    parser.add_argument(
+        "--log_format",
+        choices=LOG_FORMATS,
+        default="text",
+        help="text: KServe's format; json: one JSON object per line",
     )
     parser.add_argument(
         "--enable_model_repository",
@@ -114,7 +129,8 @@ def install_error_handlers() -> None:
     from kserve_kit.errors import ServingError
 
     async def handle(request, exc: ServingError) -> JSONResponse:
-        log_refusal(f"{request.method} {request.url.path}", exc)
+        path = request.url.path
+        log_refusal("rest", f"{request.method} {path}", exc, path.endswith("/infer"))
         return JSONResponse(status_code=int(exc.http_status), content={"error": exc.message})
 
     async def handle_unparsable(_request, exc: RequestValidationError) -> JSONResponse:
@@ -155,7 +171,7 @@ class BodyLimit:
             return await self.app(scope, receive, send)
         declared = _content_length(scope)
         if declared is not None and declared > self.max_bytes:
-            return await self._refuse(send, f"{declared} bytes declared")
+            return await self._refuse(scope, send, f"{declared} bytes declared")
 
         received = 0
         refused = False
@@ -167,7 +183,7 @@ class BodyLimit:
                 received += len(message.get("body", b""))
                 if received > self.max_bytes and not refused:
                     refused = True
-                    await self._refuse(send, f"more than {self.max_bytes} bytes sent")
+                    await self._refuse(scope, send, f"more than {self.max_bytes} bytes sent")
             if refused:
                 raise _BodyLimitExceeded
             return message
@@ -182,7 +198,9 @@ class BodyLimit:
             if not refused:
                 raise
 
-    async def _refuse(self, send, what: str) -> None:
+    async def _refuse(self, scope, send, what: str) -> None:
+        if scope.get("path", "").endswith("/infer"):
+            count_request("rest", 413, "too_large")
         body = json.dumps(
             {
                 "error": f"request body too large: {what}, the limit is {self.max_bytes} bytes "
@@ -224,23 +242,6 @@ def install_body_limit(max_bytes: int) -> None:
     model_server.app.add_middleware(BodyLimit, max_bytes=max_bytes)
 
 
-def configure_kit_logging() -> None:
-    """The kit's own loggers (`predictor.*`, `transformer.*`, `kserve_kit.*`) on stderr at INFO,
-    in KServe's format, before the model loads: KServe configures only its own loggers, once its
-    server is made, so what loading logs (the runtime's threads, workers and whether the model
-    is traced) would otherwise be dropped."""
-    from kserve.logging import KSERVE_LOGGER_DATE_FORMAT, KSERVE_LOGGER_FORMAT
-
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(KSERVE_LOGGER_FORMAT, KSERVE_LOGGER_DATE_FORMAT))
-    for name in ("predictor", "transformer", "kserve_kit"):
-        logger = logging.getLogger(name)
-        if not logger.handlers:
-            logger.addHandler(handler)
-            logger.setLevel(logging.INFO)
-            logger.propagate = False
-
-
 def load_and_serve(args: argparse.Namespace, component: str, build) -> None:
     """Build the model with `build()`, load it, and serve it (blocks).
 
@@ -248,7 +249,7 @@ def load_and_serve(args: argparse.Namespace, component: str, build) -> None:
     apply (`PolicyError`, exit 2) stops the process at start with a one-line reason, before any
     port is opened, so the pod fails visibly instead of serving 500s.
     """
-    from kserve_kit.errors import ModelUnfit
+    from kserve_kit.errors import ModelUnfit, SettingRefused
     from kserve_kit.policy import PolicyError
 
     if args.configure_logging:
@@ -259,7 +260,7 @@ def load_and_serve(args: argparse.Namespace, component: str, build) -> None:
     except ModelUnfit as exc:
         logging.getLogger(component).error("cannot serve %s: %s", args.model_dir, exc)
         sys.exit(f"{component}: {exc}")
-    except PolicyError as exc:  # a setting that cannot serve: argparse's exit code for one
+    except (PolicyError, SettingRefused) as exc:  # argparse's exit code for a bad setting
         print(f"{component}: error: {exc}", file=sys.stderr)
         sys.exit(2)
     start_server(args, model)
@@ -290,4 +291,5 @@ def start_server(args: argparse.Namespace, model, predictor_config=None) -> None
         ssl_certfile=args.ssl_certfile,
         ssl_keyfile=args.ssl_keyfile,
     )
+    configure_server_logging(args.access_log, args.log_format)
     server.start([model])

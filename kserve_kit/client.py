@@ -90,7 +90,8 @@ async def classify_grpc(
 
     tensor = InferInput(contract.TEXT.name, [len(texts)], contract.TEXT.datatype)
     tensor.set_data_from_numpy(np.array([t.encode() for t in texts], dtype=np.object_))
-    # KServe's gRPC InferParameter holds bool, int64 or string, not double: send a string.
+    # KServe's gRPC client cannot send a double_param (its copy of the proto lacks one); the
+    # transformer takes the threshold as a string_param as well.
     parameters = {contract.THRESHOLD_PARAMETER: str(threshold)} if threshold is not None else None
     request = InferRequest(model_name=model_name, infer_inputs=[tensor], parameters=parameters)
     client = InferenceGRPCClient(target, timeout=30, retries=0)
@@ -132,12 +133,16 @@ def main(argv: list[str] | None = None) -> None:
             answers = classify_rest(args.url, args.texts, args.threshold, args.model_name)
     except urllib.error.HTTPError as exc:
         sys.exit(f"HTTP {exc.code}: {exc.read().decode(errors='replace')}")
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        sys.exit(
+            f"nothing answers at {args.url} ({reason}): start the servers with `make serve`, "
+            "or point --url at a running transformer"
+        )
     except Exception as exc:  # grpc.RpcError: keep the grpc import lazy
         if not hasattr(exc, "code"):
             raise
-        sys.exit(f"gRPC {exc.code().name}: {exc.details()}")
-    except (urllib.error.URLError, OSError) as exc:
-        sys.exit(f"cannot reach the transformer at {args.url}: {exc} (is `make serve` running?)")
+        sys.exit(f"gRPC {exc.code().name} from {args.grpc}: {exc.details()}")
     for answer in answers:
         print(f"{answer.label:<14} {answer.confidence:.3f}  {answer.text}")
 

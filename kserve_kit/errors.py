@@ -75,6 +75,11 @@ class ModelUnfit(ValueError):
     """A model directory the servers cannot serve; raised at start-up, never per request."""
 
 
+class SettingRefused(ValueError):
+    """A setting, or a file it names, that cannot serve: the server stops at start with the
+    one-line reason and exit code 2, as for a bad flag."""
+
+
 class ModelNotFound(ServingError):
     """A model name, or a version of it, that this server does not serve (404, NOT_FOUND)."""
 

@@ -13,9 +13,8 @@ from pathlib import Path
 
 from kserve_kit.errors import ModelUnfit
 
-# Keys the kit adds to config.json (save_pretrained keeps unknown keys).
+# The key the kit reads from config.json (save_pretrained keeps unknown keys).
 VERSION_KEY = "model_version"
-ACCURACY_KEY = "heldout_accuracy"
 
 
 @dataclass(frozen=True)

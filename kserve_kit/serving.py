@@ -29,6 +29,7 @@ import asyncio
 import logging
 
 from kserve_kit.errors import BadInput, ModelNotFound, RepositoryDisabled, ServingError
+from kserve_kit.metrics import count_request, error_kind
 
 logger = logging.getLogger("kserve_kit.serving")
 
@@ -94,12 +95,15 @@ def served_versions(registry) -> dict[str, str]:
     return {name: getattr(m, "version", "") for name, m in registry.get_models().items()}
 
 
-def log_refusal(where: str, exc: ServingError) -> None:
+def log_refusal(protocol: str, where: str, exc: ServingError, inference: bool) -> None:
     """One line per refused request: a 4xx is the client's doing, not the server's error, so no
-    traceback and no ERROR; a 5xx the kit answers on purpose (503, 504) is a WARNING."""
+    traceback and no ERROR; a 5xx the kit answers on purpose (503, 504) is a WARNING. A refused
+    inference is counted in `kserve_kit_requests_total`."""
     status = int(exc.http_status)
     level = logging.INFO if status < 500 else logging.WARNING
     logger.log(level, "%s -> %d %s: %s", where, status, exc.status_code.name, exc.message)
+    if inference:
+        count_request(protocol, status, error_kind(exc))
 
 
 def _data_plane_class():
@@ -231,7 +235,8 @@ def _servicer_class():
             try:
                 return await method(self, request, context)
             except ServingError as exc:
-                log_refusal(f"gRPC {method.__name__}", exc)
+                inference = method.__name__ == "ModelInfer"
+                log_refusal("grpc", f"gRPC {method.__name__}", exc, inference)
                 raise
 
         handler.__name__ = method.__name__
@@ -305,7 +310,7 @@ def _request_guard_class():
                     error = BadInput(
                         f"the {method} request is not a valid protobuf message: {request.reason}"
                     )
-                    log_refusal(f"gRPC {method}", error)
+                    log_refusal("grpc", f"gRPC {method}", error, method == "ModelInfer")
                     await context.abort(error.status_code, error.message)
                 return await behaviour(request, context)
 

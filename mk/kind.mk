@@ -3,8 +3,6 @@
 #   make kind-up kserve-install kind-load model-upload deploy e2e
 # Walkthrough: docs/kind.md.
 
-include versions.env
-
 KIND_CLUSTER ?= kserve-kit
 BIN ?= bin
 KIND ?= $(BIN)/kind

@@ -1,7 +1,6 @@
 # Kubernetes packaging: render, validate and lint manifests/ and charts/ (included by Makefile).
 # Versions: Python tools in pyproject.toml ([manifests], [checkov]); the rest in versions.env.
 
--include versions.env
 
 MANIFESTS_OUT ?= out
 CHECKOV_VENV ?= .venv-checkov
@@ -10,7 +9,6 @@ CRDS_DIR ?= .cache/crds
 # The InferenceService CRDs the kit validates against: KServe master at KSERVE_CRDS_COMMIT
 # (versions.env; 2026-08-21, after tag v0.20.0, whose charts still say v0.20.0). These are the
 # same files, byte for byte, as ../shared/kserve/crds (see SOURCE.txt there): checksums below.
-KSERVE_CRDS_COMMIT ?= aaac4e294dae2c7b1aa1886447793f3aa1c30912
 KSERVE_CRDS_URL ?= https://raw.githubusercontent.com/kserve/kserve/$(KSERVE_CRDS_COMMIT)/config/crd/full
 # <path under config/crd/full>=<sha256>
 KSERVE_CRDS := \

@@ -19,9 +19,11 @@ answered precision with its 95 % interval, per-class figures, and the same for t
 `--confidence_threshold` on raw probabilities (today's behaviour) beside them.
 
 Writes into `--out` (default: the model directory): `policy.json`, `calibration-report.md`,
-`calibration-report.json`, `reliability.png` and `risk-coverage.png`, each first to a temporary
-name and renamed at the end. Bad input (an empty file, a row without text or label, a label the
-model does not know, too few rows) is one line on stderr and exit 2, with nothing written.
+`calibration-report.json`, `reliability.png`, `risk-coverage.png` and `drift-reference.json`
+(the label shares and confidence histogram of all the rows under the fitted policy, which the
+transformer's drift scores compare with), each first to a temporary name and renamed at the end.
+Bad input (an empty file, a row without text or label, a label the model does not know, too few
+rows) is one line on stderr and exit 2, with nothing written.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from kserve_kit import calibration as cal
+from kserve_kit import drift
 from kserve_kit.decision import validate_threshold
 from kserve_kit.modeldir import ModelInfo
 from kserve_kit.policy import FILE_NAME, DecisionPolicy, content_hash
@@ -53,7 +56,7 @@ REPORT_MD = "calibration-report.md"
 REPORT_JSON = "calibration-report.json"
 RELIABILITY_PNG = "reliability.png"
 RISK_COVERAGE_PNG = "risk-coverage.png"
-OUTPUTS = (RELIABILITY_PNG, RISK_COVERAGE_PNG, REPORT_JSON, REPORT_MD, FILE_NAME)
+OUTPUTS = (RELIABILITY_PNG, RISK_COVERAGE_PNG, REPORT_JSON, REPORT_MD, drift.FILE_NAME, FILE_NAME)
 # Each part needs this many in-domain rows: below it a temperature or a threshold is noise.
 MIN_PART_ROWS = 10
 DEFAULT_TARGET_PRECISION = 0.95
@@ -358,8 +361,22 @@ def calibrate(
     policy = with_provenance(policy, report)
     report["policy"] = policy.to_dict()
     report["seconds"] = round(time.perf_counter() - started, 1)
-    write_outputs(out, policy, report, parts[1])
+    reference = drift_reference(parts, info.labels, policy)
+    write_outputs(out, policy, report, parts[1], reference)
     return report
+
+
+def drift_reference(
+    parts: Sequence[Scored], labels: Sequence[str], policy: DecisionPolicy
+) -> drift.Reference:
+    """What the transformer's drift scores compare with: the label shares and confidences of
+    every scored row (both parts) under the fitted policy, so data that resembles production
+    traffic gives a reference that production should resemble."""
+    logits = np.concatenate([part.logits for part in parts])
+    decisions = policy.decide(logits, labels)
+    return drift.Reference.from_decisions(
+        [*labels, policy.others_label], decisions.labels, decisions.confidence
+    )
 
 
 def score_parts(
@@ -388,7 +405,9 @@ def score_parts(
 # ----------------------------------------------------------------------------- writing
 
 
-def write_outputs(out: Path, policy: DecisionPolicy, report: dict, heldout: Scored) -> None:
+def write_outputs(
+    out: Path, policy: DecisionPolicy, report: dict, heldout: Scored, reference: drift.Reference
+) -> None:
     """Every file under a temporary name first; renamed into place only when all are written
     (policy.json last, so a watcher never sees a policy without its report)."""
     out.mkdir(parents=True, exist_ok=True)
@@ -398,6 +417,7 @@ def write_outputs(out: Path, policy: DecisionPolicy, report: dict, heldout: Scor
         plot_risk_coverage(temps[RISK_COVERAGE_PNG], heldout, policy, report)
         temps[REPORT_JSON].write_text(json.dumps(_plain(report), indent=2) + "\n")
         temps[REPORT_MD].write_text(markdown(report))
+        temps[drift.FILE_NAME].write_text(reference.to_json() + "\n")
         temps[FILE_NAME].write_text(policy.to_json())
         for name in OUTPUTS:
             os.chmod(temps[name], 0o644)

@@ -9,6 +9,7 @@ from prometheus_client import Gauge
 
 from kserve_kit import contract
 from kserve_kit.errors import BadInput, TooLarge
+from kserve_kit.metrics import CountedModel
 from kserve_kit.modeldir import ModelInfo
 from kserve_kit.tensors import encode_response, plan_outputs, read_tensor
 from predictor.batching import Batcher
@@ -63,7 +64,7 @@ def _check_range(name: str, values: np.ndarray, upper: int | None, meaning: str)
         )
 
 
-class TextClassifierPredictor(Model):
+class TextClassifierPredictor(CountedModel, Model):
     """Token tensors in, logits out. `load()` loads the model and runs one warm-up forward."""
 
     platform = "pytorch"  # V2 model metadata: the framework that runs the model

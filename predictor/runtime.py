@@ -9,7 +9,9 @@ CPU settings made on purpose, before torch is imported:
   threads of the same op need, and a forward can take several times as long.
 - intra-op threads = the CPUs this process may really use: its affinity (cpuset) bounded by its
   cgroup CPU quota, so a pod limited to 2 CPUs on a 64-core node runs 2 threads, not 64.
-- one inter-op thread: an eager model runs one op at a time; the batcher runs one forward at a time.
+- one inter-op thread: an eager model runs one op at a time. Concurrency comes from the batcher's
+  forward workers (`--forward_workers`): several forwards at once share the intra-op threads
+  (`TorchRuntime.thread_plan`), a lone one gets them all.
 """
 
 from __future__ import annotations
@@ -213,13 +215,12 @@ class TorchRuntime:
     model: torch.nn.Module
     device: torch.device
     threads: int
-    quantize: str = "none"
     forward_workers: int = 1
     traced: torch.jit.ScriptModule | None = None
 
     @classmethod
     def load(cls, config: PredictorConfig) -> TorchRuntime:
-        quantize = getattr(config, "quantize", "none")
+        quantize = config.quantize
         device = resolve_device(config.device, config.dtype, quantize)
         threads = configure_threads(config.torch_threads)
         model = AutoModelForSequenceClassification.from_pretrained(
@@ -251,7 +252,6 @@ class TorchRuntime:
             model=model,
             device=device,
             threads=threads,
-            quantize=quantize,
             forward_workers=workers,
             traced=traced,
         )

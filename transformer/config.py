@@ -35,6 +35,20 @@ def build_parser() -> argparse.ArgumentParser:
         default=2.0,
         help="seconds between checks of the policy file for a new version; 0: never reload",
     )
+    parser.add_argument(
+        "--drift_window",
+        type=int,
+        default=1000,
+        help="recent decisions compared with the drift reference (kserve_kit_drift_psi); "
+        "0: no drift scores",
+    )
+    parser.add_argument(
+        "--drift_reference",
+        default=None,
+        help="label shares and confidence histogram to compare with (written by make "
+        "calibrate); default: drift-reference.json in --model_dir when present, else no drift "
+        "scores",
+    )
     return parser
 
 
@@ -54,6 +68,8 @@ class TransformerConfig:
     allow_threshold_override: bool
     policy_file: str | None = None  # None: policy.json in model_dir when present, else the flags
     policy_reload_interval_s: float = 2.0  # 0: the policy is read once, at start
+    drift_window: int = 1000  # 0: no drift scores
+    drift_reference: str | None = None  # None: drift-reference.json in model_dir when present
 
     @classmethod
     def from_args(cls, argv: Sequence[str] | None = None) -> TransformerConfig:
@@ -80,6 +96,8 @@ class TransformerConfig:
                 "--policy_reload_interval_seconds must be >= 0 (0: never reload), "
                 f"got {args.policy_reload_interval_seconds}"
             )
+        if args.drift_window < 0:
+            raise ValueError(f"--drift_window must be >= 0 (0: off), got {args.drift_window}")
         text = TextSettings.from_namespace(args)
         return cls(
             model_name=args.model_name,
@@ -94,4 +112,6 @@ class TransformerConfig:
             allow_threshold_override=args.allow_threshold_override,
             policy_file=text.policy_file,
             policy_reload_interval_s=args.policy_reload_interval_seconds,
+            drift_window=args.drift_window,
+            drift_reference=args.drift_reference,
         )

@@ -8,6 +8,8 @@ within about a second once the predictor is back, so nothing needs restarting.
 
 from __future__ import annotations
 
+import time
+
 import grpc
 import httpx
 from kserve import InferRequest, InferResponse
@@ -21,6 +23,8 @@ from kserve_kit.errors import (
     ServingError,
     TooLarge,
 )
+from kserve_kit.metrics import error_kind
+from transformer.metrics import HOP_ERRORS, HOP_SECONDS
 
 # Reconnect quickly after the predictor restarts; gRPC's default backoff grows to 120 s.
 RECONNECT_BACKOFF_MS = 250
@@ -73,6 +77,16 @@ class PredictorClient:
         return self._rest
 
     async def infer(self, request: InferRequest, headers: dict | None) -> InferResponse:
+        started = time.perf_counter()
+        try:
+            return await self._infer(request, headers)
+        except ServingError as exc:
+            HOP_ERRORS.labels(error_kind(exc)).inc()
+            raise
+        finally:
+            HOP_SECONDS.labels(self.protocol).observe(time.perf_counter() - started)
+
+    async def _infer(self, request: InferRequest, headers: dict | None) -> InferResponse:
         forwarded = {k: v for k, v in (headers or {}).items() if k.lower() in FORWARDED_HEADERS}
         try:
             if self.protocol == "grpc-v2":

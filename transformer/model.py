@@ -13,9 +13,10 @@ from dataclasses import dataclass
 import numpy as np
 from kserve import InferInput, InferRequest, InferResponse, Model
 
-from kserve_kit import contract
+from kserve_kit import contract, drift
 from kserve_kit.decision import validate_threshold
-from kserve_kit.errors import BadInput, PredictorFailed, TooLarge
+from kserve_kit.errors import BadInput, PredictorFailed, SettingRefused, TooLarge
+from kserve_kit.metrics import CountedModel
 from kserve_kit.modeldir import ModelInfo
 from kserve_kit.policy import DecisionPolicy, load_policy, policy_file_for
 from kserve_kit.policy_watch import PolicyWatcher
@@ -27,6 +28,7 @@ from kserve_kit.tensors import (
     read_texts,
 )
 from kserve_kit.tokenization import TextEncoder
+from transformer import metrics
 from transformer.config import TransformerConfig
 from transformer.hop import PredictorClient
 
@@ -85,7 +87,7 @@ def request_threshold(
         raise BadInput(f"parameter {exc}") from None
 
 
-class TextClassifierTransformer(Model):
+class TextClassifierTransformer(CountedModel, Model):
     platform = "kserve-kit-transformer"  # V2 model metadata: tokenizer + decision, no framework
 
     def __init__(self, config: TransformerConfig, max_message_bytes: int = 8 * 1024 * 1024):
@@ -94,6 +96,8 @@ class TextClassifierTransformer(Model):
         self.info = ModelInfo.load(config.model_dir)
         self.encoder: TextEncoder | None = None
         self._policy = self._serving_policy(config)
+        self.drift = self._drift_window(config)
+        self._series_started_for: str | None = None
         self.predictor = PredictorClient(
             host=config.predictor_host,
             protocol=config.predictor_protocol,
@@ -123,6 +127,21 @@ class TextClassifierTransformer(Model):
             return load_policy(p, self.info.labels, self.info.version)
 
         return PolicyWatcher(path, load, interval_s=config.policy_reload_interval_s or 1.0)
+
+    def _drift_window(self, config: TransformerConfig) -> drift.DriftWindow | None:
+        path = config.drift_reference
+        if path is None:
+            default = self.info.path / drift.FILE_NAME
+            path = default if default.is_file() else None
+        if path is None or config.drift_window == 0:
+            return None
+        answered = [*self.info.labels, self.policy.others_label]
+        try:
+            reference = drift.Reference.load(path, answered)
+        except ValueError as exc:
+            raise SettingRefused(f"--drift_reference {exc}") from None
+        metrics.DRIFT_WINDOW_SIZE.set(config.drift_window)
+        return drift.DriftWindow(reference, config.drift_window)
 
     def load(self) -> bool:
         self.encoder = TextEncoder(self.info, self.config.max_length)
@@ -177,6 +196,7 @@ class TextClassifierTransformer(Model):
         request = _request.get()
         logits = self._logits(response)
         decisions = request.policy.decide(logits, self.info.labels, request.threshold)
+        self._observe(request.policy, decisions)
         arrays = {
             contract.LABEL.name: np.array(decisions.labels, dtype=np.object_),
             contract.CONFIDENCE.name: decisions.confidence,
@@ -193,6 +213,24 @@ class TextClassifierTransformer(Model):
             parameters={contract.POLICY_VERSION_PARAMETER: request.policy.version},
             response_id=response.id,
         )
+
+    def _observe(self, policy: DecisionPolicy, decisions) -> None:
+        """Count the decisions, and move the drift window."""
+        if self._series_started_for != policy.version:
+            metrics.start_series(
+                [*self.info.labels, policy.others_label], self.info.version, policy.version
+            )
+            self._series_started_for = policy.version
+        for label in decisions.labels:
+            metrics.DECISIONS.labels(label, self.info.version, policy.version).inc()
+        histogram = metrics.CONFIDENCE.labels(policy.version)
+        for confidence in decisions.confidence.tolist():
+            histogram.observe(confidence)
+        if self.drift is not None and policy.others_label == self.drift.reference.labels[-1]:
+            self.drift.add(decisions.labels, decisions.confidence)
+            for dimension, score in self.drift.scores().items():
+                metrics.DRIFT_PSI.labels(dimension).set(score)
+            metrics.DRIFT_WINDOW.set(len(self.drift))
 
     def stop(self) -> None:
         if isinstance(self._policy, PolicyWatcher):
