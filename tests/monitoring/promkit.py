@@ -39,6 +39,7 @@ SUBSTITUTIONS = {
     "$__rate_interval": "30s",
     "$namespace": ".*",
     "$others_label": "others",
+    "$transformer_job": ".*-transformer",
 }
 
 

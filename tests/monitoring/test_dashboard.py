@@ -107,7 +107,7 @@ def test_panels_are_well_formed():
     ids = [p["id"] for p in board["panels"]]
     assert len(ids) == len(set(ids))
     variables = {v["name"] for v in board["templating"]["list"]}
-    assert variables == {"datasource", "namespace", "others_label"}
+    assert variables == {"datasource", "namespace", "others_label", "transformer_job"}
     for panel in board["panels"]:
         if panel["type"] == "row":
             continue

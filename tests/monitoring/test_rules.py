@@ -176,7 +176,7 @@ def test_values_set_the_thresholds_and_the_others_label(rules):
 
 
 @pytest.mark.parametrize(
-    "bad", [{"othersShareThreshold": 1.5}, {"latencyP99Seconds": 0}, {"driftWindowSize": 10}]
+    "bad", [{"othersShareThreshold": 1.5}, {"latencyP99Seconds": 0}, {"driftWindowDecisions": 10}]
 )
 def test_schema_refuses_bad_rule_values(bad):
     values = copy.deepcopy(CHART_DEFAULTS)
