@@ -210,3 +210,23 @@ def test_promtool_unit_tests_notice_a_changed_threshold(tmp_path):
     result = promtool("test", "rules", "rules-test.yaml", cwd=tmp_path)
     assert result.returncode != 0
     assert "KserveKitOthersShareHigh" in result.stdout + result.stderr
+
+
+def test_service_monitors_scrape_both_servers_under_the_jobs_the_rules_read():
+    """A ServiceMonitor's job is the Service's name, KServe's "<isvc>-<component>": the rules'
+    job regexes take the transformer's and the predictor's apart."""
+    variant = render.load_values(render.chart_variants()["monitoring"])
+    docs = chart(variant)
+    (isvc,) = [d for d in docs if d["kind"] == "InferenceService"]
+    monitors = {
+        d["spec"]["selector"]["matchLabels"]["component"]: d
+        for d in docs
+        if d["kind"] == "ServiceMonitor"
+    }
+    assert set(monitors) == {"predictor", "transformer"}
+    values = render.load_values(render.CHART / "values.yaml")["monitoring"]["rules"]
+    for component, other in (("predictor", "transformer"), ("transformer", "predictor")):
+        service = f"{isvc['metadata']['name']}-{component}"
+        assert monitors[component]["metadata"]["name"] == service
+        assert re.fullmatch(values[f"{component}Job"], service)
+        assert not re.fullmatch(values[f"{other}Job"], service)
