@@ -26,11 +26,15 @@ BATCH_OVERLAYS = {"batch": "batch", "batch-gpu": "batch-cron-gpu"}
 # Overlays that add components/policy (the decision policy ConfigMap), each with the chart
 # variants that mirror it: the policy inline and as --set-file text (test_policy.py).
 POLICY_OVERLAYS = {"policy": ("policy", "policy-file")}
+# Overlays that add components/monitoring (PrometheusRule and Grafana dashboard ConfigMap);
+# tests/monitoring checks them against the chart's monitoring.* values.
+MONITORING_OVERLAYS = ("monitoring",)
 # Kustomizations that are built on their own (overlays plus the model and batch data volumes).
 KUSTOMIZATIONS = {
     **{f"overlay-{name}": MANIFESTS / "overlays" / name for name in OVERLAYS},
     **{f"overlay-{name}": MANIFESTS / "overlays" / name for name in BATCH_OVERLAYS},
     **{f"overlay-{name}": MANIFESTS / "overlays" / name for name in POLICY_OVERLAYS},
+    **{f"overlay-{name}": MANIFESTS / "overlays" / name for name in MONITORING_OVERLAYS},
     "kind-model-storage": MANIFESTS / "kind-model-storage",
     "batch-data-storage": MANIFESTS / "batch-data-storage",
 }
