@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from kserve_kit.contract import DEFAULT_MODEL_NAME
-from kserve_kit.serving import kit_model_server, log_refusal
+from kserve_kit.serving import connection_age_options, kit_model_server, log_refusal
 
 # Above gRPC's own 8 MiB message limit REST would take what gRPC refuses; keep them equal.
 DEFAULT_MAX_REQUEST_BYTES = 8 * 1024 * 1024
@@ -273,7 +273,13 @@ def start_server(args: argparse.Namespace, model, predictor_config=None) -> None
     # since import_model_server() kept the command line away from its import-time parse.
     vars(import_model_server().args).update(vars(args))
 
-    server = kit_model_server(args.enable_model_repository)(
+    # The predictor's connection age (predictor.config); the transformer's server sets none.
+    max_age_s = getattr(args, "grpc_max_connection_age_seconds", 0)
+    age_grace_s = getattr(args, "grpc_max_connection_age_grace_seconds", None)
+    grpc_options = connection_age_options(
+        max_age_s, args.grace_period if age_grace_s is None else age_grace_s
+    )
+    server = kit_model_server(args.enable_model_repository, grpc_options)(
         http_port=args.http_port,
         grpc_port=args.grpc_port,
         workers=args.workers,

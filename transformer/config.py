@@ -35,6 +35,27 @@ def build_parser() -> argparse.ArgumentParser:
         default=2.0,
         help="seconds between checks of the policy file for a new version; 0: never reload",
     )
+    parser.add_argument(
+        "--predictor_retry_attempts",
+        type=positive(int),
+        default=3,
+        help="tries of one hop the predictor refused before doing the work (connection refused "
+        "or reset, a pod shutting down), each to the next endpoint, within "
+        "--predictor_request_timeout_seconds; 1: no retries. Timeouts and 4xx never retry",
+    )
+    parser.add_argument(
+        "--predictor_retry_budget_ratio",
+        type=float,
+        default=0.2,
+        help="retries earned by each request: with every predictor down, retries add at most "
+        "this share of the load (plus --predictor_retry_budget_min_per_second)",
+    )
+    parser.add_argument(
+        "--predictor_retry_budget_min_per_second",
+        type=float,
+        default=10.0,
+        help="retries allowed each second whatever the traffic",
+    )
     return parser
 
 
@@ -54,6 +75,10 @@ class TransformerConfig:
     allow_threshold_override: bool
     policy_file: str | None = None  # None: policy.json in model_dir when present, else the flags
     policy_reload_interval_s: float = 2.0  # 0: the policy is read once, at start
+    retry_attempts: int = 3  # 1: no retries (transformer.balancing.RetryPolicy)
+    retry_budget_ratio: float = 0.2
+    retry_budget_min_per_s: float = 10.0
+    predictor_health_check: bool = False  # ready only while a predictor endpoint is
 
     @classmethod
     def from_args(cls, argv: Sequence[str] | None = None) -> TransformerConfig:
@@ -69,7 +94,10 @@ class TransformerConfig:
     @classmethod
     def from_namespace(cls, args: argparse.Namespace) -> TransformerConfig:
         if not args.predictor_host:
-            raise ValueError("--predictor_host is required: host:port of the predictor")
+            raise ValueError(
+                "--predictor_host is required: host:port of the predictor, or any gRPC target "
+                "(dns:///name:port, ipv4:10.0.0.1:8081,10.0.0.2:8081)"
+            )
         if args.predictor_protocol not in PREDICTOR_PROTOCOLS:
             raise ValueError(
                 f"--predictor_protocol must be one of {', '.join(PREDICTOR_PROTOCOLS)} "
@@ -80,6 +108,9 @@ class TransformerConfig:
                 "--policy_reload_interval_seconds must be >= 0 (0: never reload), "
                 f"got {args.policy_reload_interval_seconds}"
             )
+        for flag in ("predictor_retry_budget_ratio", "predictor_retry_budget_min_per_second"):
+            if not getattr(args, flag) >= 0:
+                raise ValueError(f"--{flag} must be >= 0, got {getattr(args, flag)}")
         text = TextSettings.from_namespace(args)
         return cls(
             model_name=args.model_name,
@@ -94,4 +125,8 @@ class TransformerConfig:
             allow_threshold_override=args.allow_threshold_override,
             policy_file=text.policy_file,
             policy_reload_interval_s=args.policy_reload_interval_seconds,
+            retry_attempts=args.predictor_retry_attempts,
+            retry_budget_ratio=args.predictor_retry_budget_ratio,
+            retry_budget_min_per_s=args.predictor_retry_budget_min_per_second,
+            predictor_health_check=args.enable_predictor_health_check,
         )

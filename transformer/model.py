@@ -27,6 +27,7 @@ from kserve_kit.tensors import (
     read_texts,
 )
 from kserve_kit.tokenization import TextEncoder
+from transformer.balancing import retry_policy_for
 from transformer.config import TransformerConfig
 from transformer.hop import PredictorClient
 
@@ -100,6 +101,7 @@ class TextClassifierTransformer(Model):
             model_name=config.model_name,
             timeout_s=config.predictor_timeout_s,
             max_message_bytes=max_message_bytes,
+            retry=retry_policy_for(config),
         )
 
     @property
@@ -131,6 +133,11 @@ class TextClassifierTransformer(Model):
             self._policy.start()
         self.ready = True
         return self.ready
+
+    async def dependencies_ready(self) -> bool:
+        """With --enable_predictor_health_check, whether at least one predictor endpoint is
+        ready: the server's and the model's readiness include it (kserve_kit.serving)."""
+        return not self.config.predictor_health_check or await self.predictor.ready()
 
     def get_input_types(self) -> list[dict]:
         return [contract.TEXT.metadata([-1])]
