@@ -96,9 +96,7 @@ def test_a_refused_hop_is_retried_within_the_attempts():
         run(RetryPolicy(attempts=2), [down, down])
 
 
-@pytest.mark.parametrize(
-    "error", [PredictorTimeout("p", 1), BadInput("no"), TimeoutError], ids=str
-)
+@pytest.mark.parametrize("error", [PredictorTimeout("p", 1), BadInput("no"), TimeoutError], ids=str)
 def test_timeouts_and_refused_input_are_never_retried(error):
     policy = RetryPolicy(attempts=5)
     with pytest.raises(type(error) if isinstance(error, Exception) else error):
