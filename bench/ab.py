@@ -2,6 +2,8 @@
 
     python -m bench.ab "--forward_workers 1" "--forward_workers 2" --concurrency 1,16,32
     python -m bench.ab "--compile none" "--compile trace" --rounds 5 --seconds 3
+    python -m bench.ab "| --predictor_load_balancing pick_first --predictor_retry_attempts 1" \
+        "" --targets chain      # the transformer's flags after a `|`
 
 Starts one predictor per set of flags (each with its own transformer, gRPC hop), all loaded at
 once and idle when not measured, then runs every (setting, target, concurrency) cell once per
@@ -31,7 +33,8 @@ MODEL_NAME = "text-classifier"
 
 
 async def run(args: argparse.Namespace) -> dict:
-    settings = [shlex.split(s) for s in args.settings]
+    # "predictor flags | transformer flags"
+    settings = [[shlex.split(part) for part in (*s.split("|", 1), "")[:2]] for s in args.settings]
     logs = args.out / "ab-logs"
     logs.mkdir(parents=True, exist_ok=True)
     texts = make_texts(args.model_dir)
@@ -43,8 +46,8 @@ async def run(args: argparse.Namespace) -> dict:
     ]
     text_requests = [loadgen.grpc_text_request(MODEL_NAME, t) for t in texts]
     pairs = [
-        chain_servers(args.model_dir, logs, flags, f"-{i}", MODEL_NAME, REPO)
-        for i, flags in enumerate(settings)
+        chain_servers(args.model_dir, logs, flags, f"-{i}", MODEL_NAME, REPO, t_flags)
+        for i, (flags, t_flags) in enumerate(settings)
     ]
     clients = []
     try:
@@ -118,7 +121,11 @@ def table(args: argparse.Namespace, results: dict) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.ab", description=__doc__.split("\n")[0])
-    parser.add_argument("settings", nargs="+", help="predictor flags, one quoted string each")
+    parser.add_argument(
+        "settings",
+        nargs="+",
+        help="predictor flags, one quoted string each; transformer flags after a |",
+    )
     parser.add_argument("--model_dir", type=Path, default=REPO / "models" / "demo")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     parser.add_argument("--concurrency", default="1,16,32")

@@ -36,13 +36,21 @@ MAX_RECONNECT_BACKOFF_MS = 1000
 # gRPC's DNS resolver re-resolves at most this often (its default: 30 s).
 DNS_MIN_RESOLUTION_INTERVAL_MS = 1000
 ROUND_ROBIN = json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})
+# pick_first: one connection to the first address that answers (gRPC's default; the hop before
+# balancing, kept for comparison and for targets that must not be spread).
+LOAD_BALANCING = {
+    "round_robin": ROUND_ROBIN,
+    "pick_first": json.dumps({"loadBalancingConfig": [{"pick_first": {}}]}),
+}
 
 
-def grpc_channel_args(max_message_bytes: int) -> list[tuple[str, object]]:
+def grpc_channel_args(
+    max_message_bytes: int, load_balancing: str = "round_robin"
+) -> list[tuple[str, object]]:
     """Channel options of the balanced gRPC hop. gRPC's own retries are off: `RetryPolicy`
     retries for both hops, with a budget."""
     return [
-        ("grpc.service_config", ROUND_ROBIN),
+        ("grpc.service_config", LOAD_BALANCING[load_balancing]),
         ("grpc.initial_reconnect_backoff_ms", RECONNECT_BACKOFF_MS),
         ("grpc.min_reconnect_backoff_ms", RECONNECT_BACKOFF_MS),
         ("grpc.max_reconnect_backoff_ms", MAX_RECONNECT_BACKOFF_MS),

@@ -36,6 +36,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds between checks of the policy file for a new version; 0: never reload",
     )
     parser.add_argument(
+        "--predictor_load_balancing",
+        choices=("round_robin", "pick_first"),
+        default="round_robin",
+        help="gRPC hop: round_robin over every address --predictor_host resolves to; "
+        "pick_first: one connection to one address (the hop before balancing)",
+    )
+    parser.add_argument(
         "--predictor_retry_attempts",
         type=positive(int),
         default=3,
@@ -75,6 +82,7 @@ class TransformerConfig:
     allow_threshold_override: bool
     policy_file: str | None = None  # None: policy.json in model_dir when present, else the flags
     policy_reload_interval_s: float = 2.0  # 0: the policy is read once, at start
+    predictor_load_balancing: str = "round_robin"  # gRPC hop; pick_first: one connection
     retry_attempts: int = 3  # 1: no retries (transformer.balancing.RetryPolicy)
     retry_budget_ratio: float = 0.2
     retry_budget_min_per_s: float = 10.0
@@ -125,6 +133,7 @@ class TransformerConfig:
             allow_threshold_override=args.allow_threshold_override,
             policy_file=text.policy_file,
             policy_reload_interval_s=args.policy_reload_interval_seconds,
+            predictor_load_balancing=args.predictor_load_balancing,
             retry_attempts=args.predictor_retry_attempts,
             retry_budget_ratio=args.predictor_retry_budget_ratio,
             retry_budget_min_per_s=args.predictor_retry_budget_min_per_second,

@@ -46,6 +46,7 @@ class PredictorClient:
         retries: int = 0,
         max_message_bytes: int = 8 * 1024 * 1024,
         retry: RetryPolicy | None = None,
+        load_balancing: str = "round_robin",
     ):
         self.host = host
         self.protocol = protocol
@@ -56,6 +57,7 @@ class PredictorClient:
         self._grpc: InferenceGRPCClient | None = None
         self._rest: InferenceRESTClient | None = None
         self.retry = retry or RetryPolicy(attempts=1 + retries)
+        self.load_balancing = load_balancing
         self.endpoints = RestEndpoints(host)
 
     def _grpc_client(self) -> InferenceGRPCClient:
@@ -65,7 +67,7 @@ class PredictorClient:
                 self.host,
                 timeout=self.timeout_s,
                 retries=0,  # self.retry retries, over both hops
-                channel_args=grpc_channel_args(self._max_message_bytes),
+                channel_args=grpc_channel_args(self._max_message_bytes, self.load_balancing),
             )
         return self._grpc
 

@@ -102,6 +102,7 @@ class TextClassifierTransformer(Model):
             timeout_s=config.predictor_timeout_s,
             max_message_bytes=max_message_bytes,
             retry=retry_policy_for(config),
+            load_balancing=config.predictor_load_balancing,
         )
 
     @property

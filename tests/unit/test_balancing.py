@@ -36,6 +36,8 @@ def test_grpc_channel_balances_round_robin_without_grpcs_own_retries():
     args = dict(grpc_channel_args(1024))
     assert args["grpc.service_config"] == ROUND_ROBIN
     assert args["grpc.enable_retries"] == 0
+    single = dict(grpc_channel_args(1024, "pick_first"))["grpc.service_config"]
+    assert "pick_first" in single
 
 
 def test_rest_endpoints_rotate_and_skip_one_that_refused():
