@@ -61,7 +61,6 @@ KSERVE_INTERNALS = (
     ("kserve.protocol.dataplane", "DataPlane.get_model_from_registry"),
     ("kserve.protocol.dataplane", "DataPlane.get_model"),
     ("kserve.protocol.dataplane", "DataPlane.model_ready"),
-    ("kserve.protocol.dataplane", "DataPlane.ready"),  # includes models' dependencies_ready
     ("kserve.protocol.dataplane", "DataPlane.model_metadata"),
     ("kserve.protocol.dataplane", "DataPlane.metadata"),
     ("kserve.protocol.dataplane", "DataPlane.infer"),
@@ -146,14 +145,6 @@ def _data_plane_class():
             ready = await super().model_ready(model_name, disable_predictor_health_check)
             return ready and await _dependencies_ready(model)
 
-        async def ready(self) -> bool:
-            if not await super().ready():
-                return False
-            for model in self._model_registry.get_models().values():
-                if not await _dependencies_ready(model):
-                    return False
-            return True
-
         async def model_metadata(self, model_name: str) -> dict:
             metadata = await super().model_metadata(model_name)
             model = self.check_model(model_name)
@@ -187,8 +178,9 @@ def _data_plane_class():
 
 async def _dependencies_ready(model) -> bool:
     """A model's `dependencies_ready()` (the transformer's: a predictor endpoint is ready), for
-    readiness only: KServe's `Model.healthy()` is also asked on every inference, where an
-    unhealthy model is loaded again."""
+    the model's readiness (the readiness probe) only: KServe's `Model.healthy()` is also asked
+    on every inference, where an unhealthy model is loaded again; and the server's
+    `/v2/health/ready` (the startup probe) must not wait for the predictors to load."""
     check = getattr(model, "dependencies_ready", None)
     return True if check is None else await check()
 

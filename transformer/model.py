@@ -137,7 +137,7 @@ class TextClassifierTransformer(Model):
 
     async def dependencies_ready(self) -> bool:
         """With --enable_predictor_health_check, whether at least one predictor endpoint is
-        ready: the server's and the model's readiness include it (kserve_kit.serving)."""
+        ready: the model's readiness (the readiness probe) includes it (kserve_kit.serving)."""
         return not self.config.predictor_health_check or await self.predictor.ready()
 
     def get_input_types(self) -> list[dict]:

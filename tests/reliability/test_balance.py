@@ -232,3 +232,36 @@ def test_one_of_three_killed_then_all_down_then_back(tiny_model_dir, tmp_path):
         assert all(o.seconds < 1 for o in down), max(o.seconds for o in down)
         late = [o for o in run.outcomes if o.started > ready_at + 2 and o.kind != "ok"]
         assert not late, late[:3]
+
+
+def model_ready(server) -> int:
+    from tests.support.http import get
+
+    try:
+        return get(f"{server.url}/v2/models/text-classifier/ready", timeout=5)[0]
+    except OSError:
+        return 0
+
+
+def test_the_transformer_is_ready_while_one_predictor_is(tiny_model_dir, tmp_path):
+    """--enable_predictor_health_check over a multi-endpoint target: the model's readiness
+    holds while any predictor answers, fails with none, and comes back with one."""
+    transformer, predictors = fleet(tiny_model_dir, tmp_path, 2)
+    transformer.args.append("--enable_predictor_health_check")
+    with servers.running(*predictors, transformer):
+        seen = [model_ready(transformer)]
+        predictors[0].signal(signal.SIGKILL)
+        predictors[0].process.wait(10)
+        seen.append(model_ready(transformer))
+        predictors[1].signal(signal.SIGKILL)
+        predictors[1].process.wait(10)
+        seen.append(model_ready(transformer))
+        predictors[1].start().wait_ready()
+        deadline = time.monotonic() + 5
+        while model_ready(transformer) != 200 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        seen.append(model_ready(transformer))
+        live = ready(transformer)  # /v2/health/ready: the transformer's own
+        print(f"transformer model readiness with 2, 1, 0, 1 predictors: {seen}")
+        assert seen == [200, 200, 503, 200]
+        assert live
