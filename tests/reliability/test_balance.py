@@ -4,7 +4,8 @@ finds a new one, and loses no request to a rolling restart or a killed predictor
 The transformer's target is a static list (`ipv4:127.0.0.1:P1,...`), the local stand-in for a
 headless Service (`dns:///`): the same round_robin balancing, without DNS. Each predictor counts
 its own rows (`kserve_kit_predictor_batch_rows`). Sizes: KIT_BALANCE_SECONDS (8 in `make test`,
-30 in `make chaos`) and KIT_BALANCE_CONNECTION_AGE_S.
+30 in `make chaos`) and KIT_BALANCE_CONNECTION_AGE_S; KIT_BALANCE_RETRY_ATTEMPTS=1 turns the
+hop's retries off (to see what they do).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ pytestmark = pytest.mark.reliability
 
 SECONDS = env_int("KIT_BALANCE_SECONDS", 8)
 CONNECTION_AGE_S = env_int("KIT_BALANCE_CONNECTION_AGE_S", 5)
+# 1 shows what the retries do (the SIGKILL test then fails, printing what clients saw).
+RETRY_ATTEMPTS = env_int("KIT_BALANCE_RETRY_ATTEMPTS", 3)
 CLIENTS = 16
 GRACE_S = 10
 ROWS = "kserve_kit_predictor_batch_rows_sum"
@@ -61,6 +64,8 @@ def fleet(model_dir, logs, count, hop="grpc-v2"):
             "32",
             "--predictor_request_timeout_seconds",
             "30",
+            "--predictor_retry_attempts",
+            str(RETRY_ATTEMPTS),
         ],
     )
     return transformer, predictors
