@@ -3,6 +3,8 @@
     python -m bench.ab "--forward_workers 1" "--forward_workers 2" --concurrency 1,16,32
     python -m bench.ab "--compile none" "--compile trace" --rounds 5 --seconds 3
     python -m bench.ab "" "OTEL_TRACES_EXPORTER=otlp" --targets chain   # tracing off / on
+    python -m bench.ab "| --predictor_load_balancing pick_first --predictor_retry_attempts 1" \
+        "" --targets chain      # the transformer's flags after a `|`
 
 Starts one predictor per set of flags (each with its own transformer, gRPC hop), all loaded at
 once and idle when not measured, then runs every (setting, target, concurrency) cell once per
@@ -42,9 +44,11 @@ MODEL_NAME = "text-classifier"
 ENV_WORD = re.compile(r"^[A-Z_][A-Z0-9_]*=")
 
 
-def split_setting(setting: str) -> tuple[dict[str, str], Path, list[str]]:
-    """("tree=/b A=1 --flag x") -> ({"A": "1"}, Path("/b"), ["--flag", "x"])."""
-    words = shlex.split(setting)
+def split_setting(setting: str) -> tuple[dict[str, str], Path, list[str], list[str]]:
+    """("tree=/b A=1 --flag x | --t y") -> ({"A": "1"}, Path("/b"), ["--flag", "x"], ["--t", "y"]):
+    environment, source tree, predictor flags, and the transformer's flags after a `|`."""
+    predictor_part, _, transformer_part = setting.partition("|")
+    words = shlex.split(predictor_part)
     env, tree = {}, REPO
     while words and (ENV_WORD.match(words[0]) or words[0].startswith("tree=")):
         name, _, value = words.pop(0).partition("=")
@@ -52,7 +56,7 @@ def split_setting(setting: str) -> tuple[dict[str, str], Path, list[str]]:
             tree = Path(value).resolve()
         else:
             env[name] = value
-    return env, tree, words
+    return env, tree, words, shlex.split(transformer_part)
 
 
 async def run(args: argparse.Namespace, sink: otlp.Collector) -> dict:
@@ -68,8 +72,8 @@ async def run(args: argparse.Namespace, sink: otlp.Collector) -> dict:
     ]
     text_requests = [loadgen.grpc_text_request(MODEL_NAME, t) for t in texts]
     pairs = [
-        chain_servers(args.model_dir, logs, flags, f"-{i}", MODEL_NAME, tree)
-        for i, (_, tree, flags) in enumerate(settings)
+        chain_servers(args.model_dir, logs, flags, f"-{i}", MODEL_NAME, tree, t_flags)
+        for i, (_, tree, flags, t_flags) in enumerate(settings)
     ]
     for (env, _, _), servers in zip(settings, pairs, strict=True):
         if "otlp" in env.get("OTEL_TRACES_EXPORTER", "") and not any(
@@ -150,7 +154,11 @@ def table(args: argparse.Namespace, results: dict) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.ab", description=__doc__.split("\n")[0])
-    parser.add_argument("settings", nargs="+", help="predictor flags, one quoted string each")
+    parser.add_argument(
+        "settings",
+        nargs="+",
+        help="predictor flags, one quoted string each; transformer flags after a |",
+    )
     parser.add_argument("--model_dir", type=Path, default=REPO / "models" / "demo")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     parser.add_argument("--concurrency", default="1,16,32")

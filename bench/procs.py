@@ -163,9 +163,11 @@ def chain_servers(
     suffix: str = "",
     model_name: str = "text-classifier",
     cwd: Path | None = None,
+    transformer_flags: list[str] = (),
 ) -> tuple[Server, Server]:
-    """The kit's predictor (with `predictor_flags`) and a transformer that reaches it over the
-    gRPC hop, on free loopback ports; `suffix` tells apart several pairs in one run."""
+    """The kit's predictor (with `predictor_flags`) and a transformer (with
+    `transformer_flags`) that reaches it over the gRPC hop, on free loopback ports; `suffix`
+    tells apart several pairs in one run."""
     import sys
 
     common = ["--model_dir", str(model_dir), "--model_name", model_name]
@@ -186,7 +188,7 @@ def chain_servers(
         f"transformer{suffix}",
         [sys.executable, "-m", "transformer", *common, "--http_port", str(t_http)]
         + ["--grpc_port", str(t_grpc), *quiet, "--predictor_protocol", "grpc-v2"]
-        + ["--predictor_host", f"{LOOPBACK}:{p_grpc}"],
+        + ["--predictor_host", f"{LOOPBACK}:{p_grpc}", *transformer_flags],
         t_http,
         t_grpc,
         logs / f"transformer{suffix}.log",

@@ -12,7 +12,13 @@ from collections.abc import Sequence
 from kserve_kit.contract import DEFAULT_MODEL_NAME
 from kserve_kit.logs import LOG_FORMATS, configure_kit_logging, configure_server_logging
 from kserve_kit.metrics import count_request
-from kserve_kit.serving import adopt_args, import_model_server, kit_model_server, log_refusal
+from kserve_kit.serving import (
+    adopt_args,
+    connection_age_options,
+    import_model_server,
+    kit_model_server,
+    log_refusal,
+)
 
 # Above gRPC's own 8 MiB message limit REST would take what gRPC refuses; keep them equal.
 DEFAULT_MAX_REQUEST_BYTES = 8 * 1024 * 1024
@@ -269,7 +275,13 @@ def start_server(args: argparse.Namespace, model, predictor_config=None) -> None
     install_body_limit(args.max_request_bytes)
     adopt_args(args)
 
-    server = kit_model_server(args.enable_model_repository)(
+    # The predictor's connection age (predictor.config); the transformer's server sets none.
+    max_age_s = getattr(args, "grpc_max_connection_age_seconds", 0)
+    age_grace_s = getattr(args, "grpc_max_connection_age_grace_seconds", None)
+    grpc_options = connection_age_options(
+        max_age_s, args.grace_period if age_grace_s is None else age_grace_s
+    )
+    server = kit_model_server(args.enable_model_repository, grpc_options)(
         http_port=args.http_port,
         grpc_port=args.grpc_port,
         workers=args.workers,

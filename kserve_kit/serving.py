@@ -18,8 +18,13 @@ Each class here replaces one part of KServe's server that answers a client wrong
   valid protobuf is the client's INVALID_ARGUMENT (gRPC answers INTERNAL when a request does
   not deserialize); and no INFO line per call (`grpc method: ...`, with no status, time or
   request id: noise that cost about 5 % of the transformer's CPU per request).
-- `kit_model_server()`: the drain fix (see its docstring). It holds for one worker process, so
-  the parsers refuse `--workers` above 1 (`kserve_kit.cli.parse_or_exit`).
+- `kit_model_server()`: the drain fix (see its docstring), and the gRPC server's connection
+  age: KServe builds its `grpc.aio.server` with message-size options only, so a client
+  balancing over a headless Service would keep its connections to the old pods forever and never
+  re-resolve. `GRPCAio` stands in for `grpc.aio` in KServe's server module and adds the kit's
+  options (`grpc.max_connection_age_ms`, `grpc.max_connection_age_grace_ms`). The drain
+  holds for one worker process, so the parsers refuse `--workers` above 1
+  (`kserve_kit.cli.parse_or_exit`).
 - `import_model_server()` and `adopt_args()`: KServe parses `sys.argv` when its server module is
   imported, and its server reads that module's `args`.
 - `KitDataPlane.infer` also starts each request's trace span (`kserve_kit.tracing`): REST and
@@ -54,6 +59,8 @@ KSERVE_INTERNALS = (
     ("kserve.protocol.grpc.server", "InferenceServicer"),  # replaced: KitServicer
     ("kserve.protocol.grpc.server", "LoggingInterceptor"),  # replaced: RequestGuard
     ("kserve.protocol.grpc.server", "GRPCServer.stop"),
+    ("kserve.protocol.grpc.server", "GRPCServer.start"),  # builds aio.server(options=...)
+    ("kserve.protocol.grpc.server", "aio"),  # replaced: GRPCAio adds the kit's server options
     ("kserve.protocol.grpc.servicer", "InferenceServicer.ModelInfer"),
     ("kserve.protocol.grpc.servicer", "InferenceServicer.ModelMetadata"),
     ("kserve.protocol.grpc.servicer", "InferenceServicer.ModelReady"),
@@ -167,8 +174,9 @@ def _data_plane_class():
             return await super().get_model(name)
 
         async def model_ready(self, model_name: str, disable_predictor_health_check=False):
-            self.check_model(model_name)
-            return await super().model_ready(model_name, disable_predictor_health_check)
+            model = self.check_model(model_name)
+            ready = await super().model_ready(model_name, disable_predictor_health_check)
+            return ready and await _dependencies_ready(model)
 
         async def model_metadata(self, model_name: str) -> dict:
             metadata = await super().model_metadata(model_name)
@@ -202,6 +210,15 @@ def _data_plane_class():
                 raise BadInput(f"cannot decode the request: {exc}") from None
 
     return KitDataPlane
+
+
+async def _dependencies_ready(model) -> bool:
+    """A model's `dependencies_ready()` (the transformer's: a predictor endpoint is ready), for
+    the model's readiness (the readiness probe) only: KServe's `Model.healthy()` is also asked
+    on every inference, where an unhealthy model is loaded again; and the server's
+    `/v2/health/ready` (the startup probe) must not wait for the predictors to load."""
+    check = getattr(model, "dependencies_ready", None)
+    return True if check is None else await check()
 
 
 def _is_untyped_json(headers) -> bool:
@@ -404,7 +421,34 @@ def install_versioned_routes(app, dataplane) -> None:
             )
 
 
-def kit_model_server(repository_enabled: bool):
+class GRPCAio:
+    """`grpc.aio` as KServe's gRPC server module sees it, with `extra_options` added to every
+    `server(options=...)` it builds; everything else is grpc.aio's own."""
+
+    def __init__(self, aio, extra_options):
+        self._aio = aio
+        self.extra_options = list(extra_options)
+
+    def server(self, *args, options=None, **kwargs):
+        merged = [*(options or ()), *self.extra_options]
+        return self._aio.server(*args, options=merged, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._aio, name)
+
+
+def connection_age_options(max_age_s: float, grace_s: float) -> list[tuple[str, int]]:
+    """gRPC server options that close every connection after about `max_age_s` (gRPC adds
+    +-10 % jitter) with a GOAWAY, letting calls in flight finish for `grace_s`; 0: no limit."""
+    if not max_age_s:
+        return []
+    return [
+        ("grpc.max_connection_age_ms", int(max_age_s * 1000)),
+        ("grpc.max_connection_age_grace_ms", int(grace_s * 1000)),
+    ]
+
+
+def kit_model_server(repository_enabled: bool, grpc_options=()):
     """KServe's ModelServer with the parts above, and a SIGTERM that drains REST and gRPC
     together.
 
@@ -423,6 +467,9 @@ def kit_model_server(repository_enabled: bool):
     # there is no parameter for either.
     grpc_server_module.InferenceServicer = _servicer_class()
     grpc_server_module.LoggingInterceptor = _request_guard_class()
+    import grpc.aio
+
+    grpc_server_module.aio = GRPCAio(grpc.aio, grpc_options)
     data_plane_class = _data_plane_class()
     repository_class = _repository_extension_class()
 

@@ -35,6 +35,10 @@ AB ?= "--forward_workers 1" "--forward_workers 2"
 bench-ab: $(VENV)/.bench-installed model ## Predictor flags side by side: make bench-ab AB='"--compile none" "--compile trace"' (~4 min)
 	$(PY) -m bench.ab $(AB) $(BENCH_ARGS)
 
+.PHONY: bench-hop
+bench-hop: $(VENV)/.bench-installed model ## The transformer's hop alone: single channel vs balanced (round_robin + retries), one predictor (~1 min)
+	$(PY) -m bench.hop_ab $(BENCH_ARGS)
+
 .PHONY: bench-report
 bench-report: $(VENV)/.bench-installed ## Print the table of the last benchmark run again (bench/results/latest.json)
 	$(PY) -m bench.report bench/results/latest.json

@@ -6,6 +6,10 @@ SOAK_REQUESTS ?= 20000
 SOAK_CONCURRENCY ?= 16
 FUZZ_EXAMPLES ?= 1000
 CHAOS_ROUNDS ?= 5
+# The balanced hop (tests/reliability/test_balance.py): seconds of 16 clients over 3 predictors,
+# and the predictors' gRPC connection age.
+BALANCE_SECONDS ?= 30
+BALANCE_CONNECTION_AGE_S ?= 10
 
 ##@ Reliability
 
@@ -15,9 +19,11 @@ soak: install ## Soak: 20,000 requests at concurrency 16 through the transformer
 	$(VENV)/bin/pytest -m reliability tests/reliability/test_soak.py -s $(PYTEST_ARGS)
 
 .PHONY: chaos
-chaos: install ## Faults under load (5 predictor kills per hop, SIGTERM, stall) and 1,000 fuzzed requests per server and kind: REST, gRPC, OpenAPI (about 9 min)
+chaos: install ## Faults under load (5 predictor kills per hop, SIGTERM, stall; 3 predictors: balance, a 4th, rolling restart, a kill) and 1,000 fuzzed requests per server and kind (about 20 min)
 	KIT_CHAOS_ROUNDS=$(CHAOS_ROUNDS) KIT_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) \
-	$(VENV)/bin/pytest -m reliability tests/reliability/test_chaos.py tests/reliability/test_fuzz.py \
+	KIT_BALANCE_SECONDS=$(BALANCE_SECONDS) KIT_BALANCE_CONNECTION_AGE_S=$(BALANCE_CONNECTION_AGE_S) \
+	$(VENV)/bin/pytest -m reliability tests/reliability/test_chaos.py tests/reliability/test_balance.py \
+		tests/reliability/test_fuzz.py \
 		tests/reliability/test_fuzz_grpc.py tests/reliability/test_fuzz_openapi.py \
 		tests/reliability/test_hostile_input.py -s $(PYTEST_ARGS)
 

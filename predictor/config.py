@@ -65,7 +65,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="int8: dynamic int8 quantization of the Linear layers (CPU only; a small accuracy "
         "change, see docs/performance.md)",
     )
+    parser.add_argument(
+        "--grpc_max_connection_age_seconds",
+        type=non_negative_float,
+        default=30.0,
+        help="close each gRPC connection after about this long (+-10 %%) with a GOAWAY, so that "
+        "clients balancing over a headless Service re-resolve and reach new pods; 0: never",
+    )
+    parser.add_argument(
+        "--grpc_max_connection_age_grace_seconds",
+        type=non_negative_float,
+        default=None,
+        help="how long calls on an aged connection may still finish; default: --grace_period",
+    )
     return parser
+
+
+def non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
 
 
 def non_negative_int(text: str) -> int:

@@ -49,6 +49,34 @@ def build_parser() -> argparse.ArgumentParser:
         "calibrate); default: drift-reference.json in --model_dir when present, else no drift "
         "scores",
     )
+    parser.add_argument(
+        "--predictor_load_balancing",
+        choices=("round_robin", "pick_first"),
+        default="round_robin",
+        help="gRPC hop: round_robin over every address --predictor_host resolves to; "
+        "pick_first: one connection to one address (the hop before balancing)",
+    )
+    parser.add_argument(
+        "--predictor_retry_attempts",
+        type=positive(int),
+        default=3,
+        help="tries of one hop the predictor refused before doing the work (connection refused "
+        "or reset, a pod shutting down), each to the next endpoint, within "
+        "--predictor_request_timeout_seconds; 1: no retries. Timeouts and 4xx never retry",
+    )
+    parser.add_argument(
+        "--predictor_retry_budget_ratio",
+        type=float,
+        default=0.2,
+        help="retries earned by each request: with every predictor down, retries add at most "
+        "this share of the load (plus --predictor_retry_budget_min_per_second)",
+    )
+    parser.add_argument(
+        "--predictor_retry_budget_min_per_second",
+        type=float,
+        default=10.0,
+        help="retries allowed each second whatever the traffic",
+    )
     return parser
 
 
@@ -70,6 +98,11 @@ class TransformerConfig:
     policy_reload_interval_s: float = 2.0  # 0: the policy is read once, at start
     drift_window: int = 1000  # 0: no drift scores
     drift_reference: str | None = None  # None: drift-reference.json in model_dir when present
+    predictor_load_balancing: str = "round_robin"  # gRPC hop; pick_first: one connection
+    retry_attempts: int = 3  # 1: no retries (transformer.balancing.RetryPolicy)
+    retry_budget_ratio: float = 0.2
+    retry_budget_min_per_s: float = 10.0
+    predictor_health_check: bool = False  # ready only while a predictor endpoint is
 
     @classmethod
     def from_args(cls, argv: Sequence[str] | None = None) -> TransformerConfig:
@@ -85,7 +118,10 @@ class TransformerConfig:
     @classmethod
     def from_namespace(cls, args: argparse.Namespace) -> TransformerConfig:
         if not args.predictor_host:
-            raise ValueError("--predictor_host is required: host:port of the predictor")
+            raise ValueError(
+                "--predictor_host is required: host:port of the predictor, or any gRPC target "
+                "(dns:///name:port, ipv4:10.0.0.1:8081,10.0.0.2:8081)"
+            )
         if args.predictor_protocol not in PREDICTOR_PROTOCOLS:
             raise ValueError(
                 f"--predictor_protocol must be one of {', '.join(PREDICTOR_PROTOCOLS)} "
@@ -98,6 +134,9 @@ class TransformerConfig:
             )
         if args.drift_window < 0:
             raise ValueError(f"--drift_window must be >= 0 (0: off), got {args.drift_window}")
+        for flag in ("predictor_retry_budget_ratio", "predictor_retry_budget_min_per_second"):
+            if not getattr(args, flag) >= 0:
+                raise ValueError(f"--{flag} must be >= 0, got {getattr(args, flag)}")
         text = TextSettings.from_namespace(args)
         return cls(
             model_name=args.model_name,
@@ -114,4 +153,9 @@ class TransformerConfig:
             policy_reload_interval_s=args.policy_reload_interval_seconds,
             drift_window=args.drift_window,
             drift_reference=args.drift_reference,
+            predictor_load_balancing=args.predictor_load_balancing,
+            retry_attempts=args.predictor_retry_attempts,
+            retry_budget_ratio=args.predictor_retry_budget_ratio,
+            retry_budget_min_per_s=args.predictor_retry_budget_min_per_second,
+            predictor_health_check=args.enable_predictor_health_check,
         )

@@ -4,6 +4,10 @@ KServe's own forwarding would turn a dead predictor into a 500. This client turn
 into the error a client should see: unreachable -> 503 naming the predictor, too slow -> 504,
 a request the predictor refused -> 400 with the predictor's reason. The gRPC channel reconnects
 within about a second once the predictor is back, so nothing needs restarting.
+
+Across many predictor pods (transformer/balancing.py): calls go round-robin over every address
+`--predictor_host` resolves to, and a hop refused before the predictor did the work is sent
+again to the next one, within the request's deadline and a retry budget.
 """
 
 from __future__ import annotations
@@ -25,11 +29,15 @@ from kserve_kit.errors import (
     TooLarge,
 )
 from kserve_kit.metrics import error_kind
+from transformer.balancing import (
+    MAX_RECONNECT_BACKOFF_MS,  # noqa: F401 - named by tests/integration/test_faults.py
+    RECONNECT_BACKOFF_MS,  # noqa: F401
+    RestEndpoints,
+    RetryPolicy,
+    grpc_channel_args,
+)
 from transformer.metrics import HOP_ERRORS, HOP_SECONDS
 
-# Reconnect quickly after the predictor restarts; gRPC's default backoff grows to 120 s.
-RECONNECT_BACKOFF_MS = 250
-MAX_RECONNECT_BACKOFF_MS = 1000
 FORWARDED_HEADERS = ("x-request-id", "x-b3-traceid", "authorization")
 
 
@@ -42,6 +50,8 @@ class PredictorClient:
         timeout_s: float,
         retries: int = 0,
         max_message_bytes: int = 8 * 1024 * 1024,
+        retry: RetryPolicy | None = None,
+        load_balancing: str = "round_robin",
     ):
         self.host = host
         self.protocol = protocol
@@ -57,6 +67,9 @@ class PredictorClient:
             "server.address": host,
             "kserve_kit.predictor_protocol": protocol,
         }
+        self.retry = retry or RetryPolicy(attempts=1 + retries)
+        self.load_balancing = load_balancing
+        self.endpoints = RestEndpoints(host)
 
     def _grpc_client(self) -> InferenceGRPCClient:
         # Made on first use: a grpc.aio channel belongs to the event loop that creates it.
@@ -64,15 +77,8 @@ class PredictorClient:
             self._grpc = InferenceGRPCClient(
                 self.host,
                 timeout=self.timeout_s,
-                retries=self._retries,
-                channel_args=[
-                    ("grpc.initial_reconnect_backoff_ms", RECONNECT_BACKOFF_MS),
-                    ("grpc.min_reconnect_backoff_ms", RECONNECT_BACKOFF_MS),
-                    ("grpc.max_reconnect_backoff_ms", MAX_RECONNECT_BACKOFF_MS),
-                    ("grpc.max_send_message_length", self._max_message_bytes),
-                    ("grpc.max_receive_message_length", self._max_message_bytes),
-                    ("grpc.enable_retries", 1 if self._retries else 0),
-                ],
+                retries=0,  # self.retry retries, over both hops
+                channel_args=grpc_channel_args(self._max_message_bytes, self.load_balancing),
             )
         return self._grpc
 
@@ -96,21 +102,58 @@ class PredictorClient:
     async def _infer(self, request: InferRequest, headers: dict | None) -> InferResponse:
         forwarded = {k: v for k, v in (headers or {}).items() if k.lower() in FORWARDED_HEADERS}
         tracing.inject(forwarded)  # traceparent/tracestate of the hop span, when tracing is on
+
+        async def attempt(timeout_s: float) -> InferResponse:
+            return await self._infer_once(request, forwarded, timeout_s)
+
+        return await self.retry.run(attempt, self.timeout_s)
+
+    async def _infer_once(
+        self, request: InferRequest, forwarded: dict, timeout_s: float
+    ) -> InferResponse:
+        url = None
         try:
             if self.protocol == "grpc-v2":
                 return await self._grpc_client().infer(
-                    request, headers=tuple(forwarded.items()) or None
+                    request, timeout=timeout_s, headers=tuple(forwarded.items()) or None
                 )
+            url = await self.endpoints.pick()
             return await self._rest_client().infer(
-                f"http://{self.host}",
+                url,
                 model_name=self.model_name,
                 data=request,
                 headers=forwarded,
+                timeout=timeout_s,
             )
         except grpc.RpcError as exc:
             raise self._from_grpc(exc) from None
         except httpx.HTTPError as exc:
+            if url is not None and isinstance(exc, httpx.TransportError):
+                self.endpoints.mark_down(url)
             raise self._from_http(exc) from None
+
+    async def ready(self, timeout_s: float = 1.0) -> bool:
+        """Whether at least one predictor endpoint is ready (the transformer's readiness with
+        --enable_predictor_health_check). gRPC asks the balanced channel a few times, which
+        sends each ask to the next endpoint it can reach; REST asks each address in turn."""
+        if self.protocol == "grpc-v2":
+            asks = [
+                lambda: self._grpc_client().is_model_ready(self.model_name, timeout=timeout_s)
+            ] * 3
+        else:
+            asks = [
+                lambda url=url: self._rest_client().is_model_ready(
+                    url, self.model_name, timeout=timeout_s
+                )
+                for url in await self.endpoints.urls()
+            ]
+        for ask in asks:
+            try:
+                if await ask():
+                    return True
+            except (grpc.RpcError, httpx.HTTPError):
+                continue
+        return False
 
     def _from_grpc(self, exc: grpc.RpcError) -> ServingError:
         code, details = exc.code(), exc.details() or ""

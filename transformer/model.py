@@ -29,6 +29,7 @@ from kserve_kit.tensors import (
 )
 from kserve_kit.tokenization import TextEncoder
 from transformer import metrics
+from transformer.balancing import retry_policy_for
 from transformer.config import TransformerConfig
 from transformer.hop import PredictorClient
 
@@ -104,6 +105,8 @@ class TextClassifierTransformer(CountedModel, Model):
             model_name=config.model_name,
             timeout_s=config.predictor_timeout_s,
             max_message_bytes=max_message_bytes,
+            retry=retry_policy_for(config),
+            load_balancing=config.predictor_load_balancing,
         )
 
     @property
@@ -150,6 +153,11 @@ class TextClassifierTransformer(CountedModel, Model):
             self._policy.start()
         self.ready = True
         return self.ready
+
+    async def dependencies_ready(self) -> bool:
+        """With --enable_predictor_health_check, whether at least one predictor endpoint is
+        ready: the model's readiness (the readiness probe) includes it (kserve_kit.serving)."""
+        return not self.config.predictor_health_check or await self.predictor.ready()
 
     def get_input_types(self) -> list[dict]:
         return [contract.TEXT.metadata([-1])]

@@ -59,8 +59,14 @@ def test_the_hop_reaches_kserves_predictor_service(objects, variant):
     assert flag(t_args, "--model_name") == model, "the transformer posts to /v2/models/<its name>"
 
     protocol = flag(t_args, "--predictor_protocol")
-    host, _, port = flag(t_args, "--predictor_host").rpartition(":")
-    assert host == f"{name}-predictor", "KServe's predictor Service is <isvc>-predictor"
+    target = flag(t_args, "--predictor_host")
+    if knative:  # Knative routes by name: KServe's predictor Service
+        host, _, port = target.rpartition(":")
+        assert host == f"{name}-predictor", "KServe's predictor Service is <isvc>-predictor"
+    else:  # Standard: every predictor pod, through the headless Service, balanced
+        assert target.startswith("dns:///"), target
+        host, _, port = target.removeprefix("dns:///").rpartition(":")
+        assert host == f"{name}-predictor-pods"
     ports = container(isvc, "predictor")["ports"]
     if protocol == "grpc-v2":
         assert not knative, "Knative serves one port: no gRPC hop there"
@@ -71,11 +77,45 @@ def test_the_hop_reaches_kserves_predictor_service(objects, variant):
         assert flag(p_args, "--grpc_port") == port
     else:
         assert protocol == "v2"
-        # Service port 80 -> the first container port, which must be the server's HTTP port.
-        assert port == "80"
+        # Service port 80 -> the first container port, which must be the server's HTTP port;
+        # the headless Service reaches the pod's own port.
+        assert port == ("80" if knative else flag(p_args, "--http_port"))
         assert str(ports[0]["containerPort"]) == flag(p_args, "--http_port")
     if knative:
         assert len(ports) == 1 and len(container(isvc, "transformer")["ports"]) == 1
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_standard_mode_balances_the_hop_over_every_predictor_pod(objects, variant):
+    """The headless Service the transformer's dns:/// target names selects KServe's predictor
+    pods on their ports; the predictor limits connection age so transformers re-resolve."""
+    docs = objects[variant]
+    isvc = isvc_of(objects, variant)
+    name = isvc["metadata"]["name"]
+    services = [d for d in docs if d["kind"] == "Service"]
+    p_args = container(isvc, "predictor")["args"]
+    t_args = container(isvc, "transformer")["args"]
+    if isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Knative":
+        assert not services, "Knative routes to its pods itself"
+        return
+    (service,) = services
+    assert service["metadata"]["name"] == f"{name}-predictor-pods"
+    assert service["spec"]["clusterIP"] == "None"
+    assert not service["spec"].get("publishNotReadyAddresses"), "ready pods only"
+    assert service["spec"]["selector"] == {
+        "serving.kserve.io/inferenceservice": name,
+        "component": "predictor",
+    }
+    container_ports = {p["containerPort"] for p in container(isvc, "predictor")["ports"]}
+    assert {p["port"] for p in service["spec"]["ports"]} == container_ports
+    assert all(p["targetPort"] == p["port"] for p in service["spec"]["ports"])
+    port = int(flag(t_args, "--predictor_host").rpartition(":")[2])
+    assert port in container_ports
+    age = float(flag(p_args, "--grpc_max_connection_age_seconds"))
+    age_grace = float(flag(p_args, "--grpc_max_connection_age_grace_seconds"))
+    assert 0 < age <= 300, "new pods get calls within one connection age"
+    assert age_grace >= float(flag(p_args, "--grace_period")), "aged calls may finish"
+    assert int(flag(t_args, "--predictor_retry_attempts")) >= 2
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -169,7 +209,7 @@ def test_chart_values_equal_the_overlay(objects, overlay):
     assert comparable(only(chart_docs, "InferenceService")) == comparable(
         only(overlay_docs, "InferenceService")
     )
-    for kind in ("NetworkPolicy", "PodDisruptionBudget"):
+    for kind in ("NetworkPolicy", "PodDisruptionBudget", "Service"):
         chart_objects = [comparable(d) for d in chart_docs if d["kind"] == kind]
         overlay_objects = [comparable(d) for d in overlay_docs if d["kind"] == kind]
         assert chart_objects == overlay_objects, kind

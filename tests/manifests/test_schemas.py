@@ -104,6 +104,7 @@ def test_only_known_kinds_are_rendered(objects):
         "InferenceService",
         "NetworkPolicy",
         "PodDisruptionBudget",
+        "Service",  # the headless Service over the predictor pods
         "Pod",
         "PersistentVolumeClaim",
         "ServiceMonitor",

@@ -128,13 +128,19 @@ def predictor(
 def transformer(
     model_dir: Path,
     log_dir: Path,
-    predictor_server: Server,
+    predictor_server: Server | Sequence[Server],
     protocol: str = "grpc-v2",
     extra: Sequence[str] = (),
     name: str = "transformer",
 ) -> Server:
+    """A transformer in front of `predictor_server`, or of a list of them (a static
+    `ipv4:` target: the hop balances over all)."""
     http, grpc_ = free_port(), free_port()
-    port = predictor_server.grpc_port if protocol == "grpc-v2" else predictor_server.http_port
+    if isinstance(predictor_server, Server):
+        port = predictor_server.grpc_port if protocol == "grpc-v2" else predictor_server.http_port
+        target = f"127.0.0.1:{port}"
+    else:
+        target = static_target(predictor_server, protocol)
     args = [
         "transformer",
         "--model_dir",
@@ -144,7 +150,7 @@ def transformer(
         "--grpc_port",
         str(grpc_),
         "--predictor_host",
-        f"127.0.0.1:{port}",
+        target,
         "--predictor_protocol",
         protocol,
         "--enable_latency_logging",
@@ -152,6 +158,12 @@ def transformer(
         *extra,
     ]
     return Server(name, args, http, grpc_, log_dir / f"{name}.log")
+
+
+def static_target(predictors: Sequence[Server], protocol: str = "grpc-v2") -> str:
+    """`ipv4:127.0.0.1:P1,127.0.0.1:P2,...`: every predictor's gRPC (or REST) port."""
+    ports = [p.grpc_port if protocol == "grpc-v2" else p.http_port for p in predictors]
+    return "ipv4:" + ",".join(f"127.0.0.1:{port}" for port in ports)
 
 
 @contextlib.contextmanager

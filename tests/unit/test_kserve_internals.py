@@ -48,6 +48,29 @@ def test_each_instance_attribute_is_still_set_by_kserve(module, constructor, att
 def test_the_fence_is_what_the_servers_use():
     """Every name the kit replaces in a KServe module is listed, so the list cannot drift."""
     source = inspect.getsource(serving)
-    for assigned in ("InferenceServicer", "LoggingInterceptor"):
+    for assigned in ("InferenceServicer", "LoggingInterceptor", "aio"):
         assert f"grpc_server_module.{assigned} =" in source
         assert ("kserve.protocol.grpc.server", assigned) in serving.KSERVE_INTERNALS
+
+
+def test_kserve_builds_its_grpc_server_through_the_module_aio():
+    """GRPCAio reaches the server's options only while KServe calls `aio.server(...)`."""
+    source = inspect.getsource(resolve("kserve.protocol.grpc.server", "GRPCServer.start"))
+    assert "aio.server(" in source and "options=" in source
+
+
+def test_connection_age_options_are_added_to_kserves_own():
+    calls = []
+
+    class FakeAio:
+        def server(self, *args, **kwargs):
+            calls.append(kwargs)
+
+    options = serving.connection_age_options(30, 10)
+    assert options == [
+        ("grpc.max_connection_age_ms", 30000),
+        ("grpc.max_connection_age_grace_ms", 10000),
+    ]
+    serving.GRPCAio(FakeAio(), options).server(None, options=[("grpc.a", 1)])
+    assert calls == [{"options": [("grpc.a", 1), *options]}]
+    assert serving.connection_age_options(0, 10) == []

@@ -72,16 +72,24 @@ component: {{ index . 1 }}
 {{- end }}
 
 {{/*
-The transformer's --predictor_host: KServe's predictor Service "<isvc>-predictor" on the
-predictor's gRPC port for grpc-v2 (Standard mode keeps further ports as they are), on port 80
-(the first container port, or the Knative route) for v2.
+The transformer's --predictor_host. Standard mode with predictor.headlessService.enabled:
+dns:///<isvc>-predictor-pods:<port>, the headless Service over every predictor pod, straight to
+the pod's gRPC (grpc-v2) or HTTP (v2) port. Otherwise KServe's predictor Service
+"<isvc>-predictor" on the gRPC port for grpc-v2 (Standard mode keeps further ports as they
+are), on port 80 (the first container port, or the Knative route) for v2.
 */}}
 {{- define "kserve-kit.predictorHost" -}}
-{{- $port := 80 }}
-{{- if eq (include "kserve-kit.predictorProtocol" .) "grpc-v2" }}
-{{- $port = .Values.predictor.grpcPort }}
+{{- $grpc := eq (include "kserve-kit.predictorProtocol" .) "grpc-v2" }}
+{{- if include "kserve-kit.headlessService" . }}
+{{- printf "dns:///%s-predictor-pods:%v" (include "kserve-kit.isvcName" .) (ternary .Values.predictor.grpcPort .Values.predictor.httpPort $grpc) }}
+{{- else }}
+{{- printf "%s-predictor:%v" (include "kserve-kit.isvcName" .) (ternary .Values.predictor.grpcPort 80 $grpc) }}
 {{- end }}
-{{- printf "%s-predictor:%v" (include "kserve-kit.isvcName" .) $port }}
+{{- end }}
+
+{{/* True (non-empty) when the headless Service over the predictor pods is made (Standard mode). */}}
+{{- define "kserve-kit.headlessService" -}}
+{{- if and .Values.predictor.headlessService.enabled (not (include "kserve-kit.knative" .)) }}true{{ end }}
 {{- end }}
 
 {{/* image reference: pass (list $ .Values.predictor.image). */}}
