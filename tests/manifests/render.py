@@ -22,7 +22,7 @@ CHART = REPO / "charts" / "kserve-kit"
 OVERLAYS = ("kind", "gpu", "knative", "keda")
 # Overlays that add the batch Job and CronJob (components/batch) to kind and gpu; the chart's
 # ci/<name>-values.yaml mirror them (tests/manifests/test_batch.py).
-BATCH_OVERLAYS = {"batch": "batch", "batch-gpu": "batch-cron-gpu"}
+BATCH_OVERLAYS = {"batch": "batch", "batch-gpu": "batch-cron-gpu", "batch-sharded": "batch-sharded"}
 # Overlays that add components/policy (the decision policy ConfigMap), each with the chart
 # variants that mirror it: the policy inline and as --set-file text (test_policy.py).
 POLICY_OVERLAYS = {"policy": ("policy", "policy-file")}

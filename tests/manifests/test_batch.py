@@ -36,7 +36,9 @@ EXPECTED_KINDS = {
     "overlay-batch": {"Job", "CronJob"},
     "overlay-batch-gpu": {"Job", "CronJob"},
     "overlay-policy": {"Job", "CronJob"},
+    "overlay-batch-sharded": {"Job", "CronJob"},
     "chart-batch": {"Job"},
+    "chart-batch-sharded": {"Job"},
     "chart-batch-cron-gpu": {"CronJob"},
     "chart-policy": {"Job"},
     "chart-policy-file": {"CronJob"},
@@ -285,6 +287,70 @@ def test_batch_drift_check_notices_a_changed_value(objects):
     values["batch"]["chunkRows"] = 1024
     drifted = render.documents(render.chart_manifest(render.render_chart(values)))
     assert comparable(only(drifted, "Job")) != comparable(only(objects["overlay-batch"], "Job"))
+
+
+# ---- Indexed Jobs: shards ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("variant", BATCH_VARIANTS)
+def test_batch_jobs_are_indexed_and_shard_by_their_completions(objects, variant):
+    """Every batch Job (the CronJob's and the GPU one's too) is an Indexed Job; with N > 1
+    completions each pod runs --shard=index/N over a Parquet input, K its JOB_COMPLETION_INDEX."""
+    from kserve_kit.shards import parse_shard
+    from predictor import batch
+
+    for doc in batch_docs(objects[variant]):
+        spec = job_spec(doc)
+        assert spec["completionMode"] == "Indexed"
+        completions, parallelism = spec["completions"], spec["parallelism"]
+        assert completions >= 1 and 1 <= parallelism <= completions
+        assert spec["backoffLimitPerIndex"] >= 1, "a failed shard is retried on its own"
+        args = batch_container(doc)["args"]
+        parsed, _, _ = parse_batch(args)
+        if completions == 1:
+            assert parsed.shard is None, "one completion: one output, as an unsharded run"
+            continue
+        assert parsed.shard == f"index/{completions}"
+        last = parse_shard(parsed.shard, env={"JOB_COMPLETION_INDEX": str(completions - 1)})
+        assert (last.index, last.count) == (completions - 1, completions)
+        with pytest.raises(ValueError, match=f"got {completions}/{completions}$"):
+            parse_shard(parsed.shard, env={"JOB_COMPLETION_INDEX": str(completions)})
+        assert batch._format(parsed.input) == "parquet", "shards are runs of row groups"
+    assert any(job_spec(d)["completions"] > 1 for d in batch_docs(objects[variant])) == (
+        "sharded" in variant
+    )
+
+
+@pytest.mark.parametrize(("shards", "parallelism", "expected"), [(3, 0, 3), (6, 2, 2), (1, 0, 1)])
+def test_chart_shards_set_completions_parallelism_and_the_shard_flag(shards, parallelism, expected):
+    values = render.load_values(render.chart_variants()["batch-sharded"])
+    values["batch"].update(shards=shards, parallelism=parallelism)
+    job = only(render.documents(render.chart_manifest(render.render_chart(values))), "Job")
+    assert (job["spec"]["completions"], job["spec"]["parallelism"]) == (shards, expected)
+    shard_args = [a for a in batch_container(job)["args"] if a.startswith("--shard")]
+    assert shard_args == ([f"--shard=index/{shards}"] if shards > 1 else [])
+
+
+@pytest.mark.parametrize(
+    "batch",
+    [
+        {"shards": 0},
+        {"parallelism": -1},
+        {"backoffLimitPerIndex": -1},
+        {"input": "s3://bucket/texts.txt"},
+        {"input": "http://bucket/texts.parquet"},
+        {"serviceAccountName": "Not_A_Name"},
+    ],
+)
+def test_schema_rejects_bad_shard_and_location_values(batch):
+    import helm_python
+
+    chart = helm_python.Chart.load(str(render.CHART))
+    chart.validate_schema(
+        {"batch": {"input": "s3://tickets/2026/day.parquet", "output": "gs://out/s.parquet"}}
+    )
+    with pytest.raises(helm_python.HelmError):
+        chart.validate_schema({"batch": batch})
 
 
 # ---- the chart's refusals and its schema ---------------------------------------------------

@@ -39,6 +39,7 @@ class Server:
     log_path: Path
     env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen | None = None
+    ready_path: str = "/v2/health/ready"  # answers 200 once the server serves
 
     @property
     def url(self) -> str:
@@ -71,7 +72,7 @@ class Server:
                     f"{self.name} exited with {self.process.returncode}:\n{self.log_tail()}"
                 )
             with contextlib.suppress(OSError, urllib.error.URLError):
-                with urllib.request.urlopen(f"{self.url}/v2/health/ready", timeout=2) as r:
+                with urllib.request.urlopen(f"{self.url}{self.ready_path}", timeout=2) as r:
                     if r.status == 200:
                         return self
             time.sleep(delay)
@@ -164,6 +165,16 @@ def static_target(predictors: Sequence[Server], protocol: str = "grpc-v2") -> st
     """`ipv4:127.0.0.1:P1,127.0.0.1:P2,...`: every predictor's gRPC (or REST) port."""
     ports = [p.grpc_port if protocol == "grpc-v2" else p.http_port for p in predictors]
     return "ipv4:" + ",".join(f"127.0.0.1:{port}" for port in ports)
+
+
+def s3_server(log_dir: Path, name: str = "s3", env: dict[str, str] | None = None) -> Server:
+    """A real S3-compatible HTTP server: the server mode of the `moto` package (an in-memory
+    S3 that speaks the S3 REST API, used by boto3's and s3fs's own tests), on 127.0.0.1 and a
+    free port. `env` reaches the server: `INITIAL_NO_AUTH_ACTION_COUNT=0` makes it check
+    credentials (an unknown access key gets 403). Ready when `GET /` (ListBuckets) answers."""
+    port = free_port()
+    args = ["moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    return Server(name, args, port, 0, log_dir / f"{name}.log", env=env or {}, ready_path="/")
 
 
 @contextlib.contextmanager

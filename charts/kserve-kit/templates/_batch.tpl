@@ -53,7 +53,12 @@ pvc://<claim>/<path> (what KServe mounts for the InferenceService). Returns a di
 {{- $p := .Values.predictor }}
 {{- $t := .Values.transformer }}
 {{- $model := include "kserve-kit.batchModelVolume" . | fromJson -}}
+{{- $shards := int $b.shards -}}
+completionMode: Indexed
+completions: {{ $shards }}
+parallelism: {{ $b.parallelism | default $shards }}
 backoffLimit: {{ $b.backoffLimit }}
+backoffLimitPerIndex: {{ $b.backoffLimitPerIndex }}
 activeDeadlineSeconds: {{ $b.activeDeadlineSeconds }}
 podFailurePolicy:
   rules:
@@ -74,6 +79,9 @@ template:
       {{- include "kserve-kit.batchPodLabels" . | nindent 6 }}
   spec:
     restartPolicy: Never
+    {{- with $b.serviceAccountName }}
+    serviceAccountName: {{ . }}
+    {{- end }}
     automountServiceAccountToken: false
     securityContext:
       {{- include "kserve-kit.podSecurityContext" . | nindent 6 }}
@@ -97,6 +105,9 @@ template:
           - --torch_threads={{ $b.torchThreads }}
           - --chunk_rows={{ $b.chunkRows }}
           - --progress=off
+          {{- if gt $shards 1 }}
+          - --shard=index/{{ $shards }}
+          {{- end }}
           {{- if $b.gpu }}
           - --device=cuda
           - --dtype={{ .Values.gpu.dtype }}
