@@ -431,17 +431,26 @@ def run_local(config: BatchConfig) -> Checkpoint:
     if progress is not None:
         progress.close()
     checkpoint_path.unlink()
-    elapsed = time.perf_counter() - started
-    scored_now = state.rows_scored - scored_before
-    others_share = state.rows_others / state.rows_scored if state.rows_scored else 0.0
     print(
-        f"scored {state.rows_scored} rows ({scored_now} in this run, "
-        f"{scored_now / elapsed if elapsed > 0 else 0:.1f} rows/s), {state.rows_bad} bad rows "
-        f"in {sink.errors.name}, {others_share:.1%} answered '{policy.others_label}'; "
-        f"model {info.version}, policy {policy.version} -> {config.output}",
+        summary(state, scored_before, started, sink.errors.name, policy, info)
+        + f" -> {config.output}",
         file=sys.stderr,
     )
     return state
+
+
+def summary(state, scored_before: int, started: float, errors: str, policy, info) -> str:
+    """The run's last line on stderr: rows scored (in all and in this run), speed, bad rows,
+    the share answered with the others label, and what decided."""
+    elapsed = time.perf_counter() - started
+    scored_now = state.rows_scored - scored_before
+    others_share = state.rows_others / state.rows_scored if state.rows_scored else 0.0
+    return (
+        f"scored {state.rows_scored} rows ({scored_now} in this run, "
+        f"{scored_now / elapsed if elapsed > 0 else 0:.1f} rows/s), {state.rows_bad} bad rows "
+        f"in {errors}, {others_share:.1%} answered '{policy.others_label}'; "
+        f"model {info.version}, policy {policy.version}"
+    )
 
 
 def _load_resume(

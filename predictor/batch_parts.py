@@ -306,16 +306,10 @@ def run_parts(config, info: ModelInfo, policy, scorer_factory) -> PartCheckpoint
     progress.close()
 
     _commit(lay, state, out_fmt, ext, schema, names, first_row, total)
-    elapsed = time.perf_counter() - started
-    scored_now = state.rows_scored - scored_before
-    others_share = state.rows_others / state.rows_scored if state.rows_scored else 0.0
-    print(
-        f"scored {state.rows_scored} rows ({scored_now} in this run, "
-        f"{scored_now / elapsed if elapsed > 0 else 0:.1f} rows/s), {state.rows_bad} bad rows "
-        f"in {st.url(lay.errors)}, {others_share:.1%} answered '{policy.others_label}'; "
-        f"model {info.version}, policy {policy.version}, part {shard_text} -> {st.url(lay.data)}",
-        file=sys.stderr,
-    )
+    from predictor.batch import summary
+
+    line = summary(state, scored_before, started, st.url(lay.errors), policy, info)
+    print(f"{line}, part {shard_text} -> {st.url(lay.data)}", file=sys.stderr)
     if lay.manifest:
         _write_manifest_when_complete(lay, shard)
     return state

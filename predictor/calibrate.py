@@ -331,15 +331,7 @@ def calibrate(
     check_sizes(calibration, heldout, options.others_label, source)
     _pyplot()  # a missing plotting library fails now, not after the scoring
     out = Path(out) if out is not None else info.path
-    runtime = runtime or PredictorConfig(
-        model_name="calibrate",
-        model_dir=str(info.path),
-        device="auto",
-        dtype="float32",
-        max_batch_size=64,
-        max_batch_delay_ms=0.0,
-        torch_threads=0,
-    )
+    runtime = runtime or PredictorConfig.in_process(info.path, model_name="calibrate")
 
     from predictor.batch import Scorer
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from kserve_kit.cli import base_parser, parse_or_exit, positive
 
@@ -109,6 +109,22 @@ class PredictorConfig:
     quantize: str = "none"
     forward_workers: int = 0  # 0: auto, resolved by the runtime (predictor.runtime)
     compile: str = "trace"
+
+    @classmethod
+    def in_process(cls, model_dir, **overrides) -> PredictorConfig:
+        """Settings for forwards run in this process, with no server in front (the calibration
+        command, the demo builder, tests): batches of 64, no batching delay; `overrides` may
+        set any field."""
+        base = cls(
+            model_name="in-process",
+            model_dir=str(model_dir),
+            device="auto",
+            dtype="float32",
+            max_batch_size=64,
+            max_batch_delay_ms=0.0,
+            torch_threads=0,
+        )
+        return replace(base, **overrides)
 
     @classmethod
     def from_args(cls, argv: Sequence[str] | None = None) -> PredictorConfig:

@@ -245,16 +245,8 @@ def calibrate_demo(out: Path, parts: dict[str, list]) -> dict:
             min_support=DEMO_MIN_SUPPORT,
             others_label=OTHERS,
         ),
-        runtime=PredictorConfig(
-            model_name="demo",
-            model_dir=str(out),
-            device="cpu",
-            dtype="float32",
-            max_batch_size=64,
-            max_batch_delay_ms=0.0,
-            torch_threads=0,
-            compile="none",  # eager: the logits the traced graph is checked against
-        ),
+        # eager: the logits the traced graph is checked against
+        runtime=PredictorConfig.in_process(out, model_name="demo", device="cpu", compile="none"),
         data={
             "file": "kserve_kit/demo/data (intents.jsonl + out_of_domain.txt)",
             "sha256": digest,

@@ -42,15 +42,8 @@ def labelled(tiny_model_dir):
     info = ModelInfo.load(tiny_model_dir)
     rng = random.Random(3)
     texts = [" ".join(rng.choices(WORDS, k=rng.randint(3, 12))) + f" {i}" for i in range(140)]
-    runtime = PredictorConfig(
-        model_name="t",
-        model_dir=str(tiny_model_dir),
-        device="cpu",
-        dtype="float32",
-        max_batch_size=64,
-        max_batch_delay_ms=0.0,
-        torch_threads=1,
-        compile="none",
+    runtime = PredictorConfig.in_process(
+        tiny_model_dir, model_name="t", device="cpu", torch_threads=1, compile="none"
     )
     top = Scorer(runtime, info, 32).logits(texts[:120]).argmax(axis=1)
     rows = []
@@ -213,16 +206,7 @@ def test_the_demo_policy_meets_its_target_on_the_held_out_parts(demo_model_dir):
     parts = demo_parts()
     texts = [t for t, _ in parts["heldout"]] + parts["ood_heldout"]
     truth = [label for _, label in parts["heldout"]] + [OTHERS] * len(parts["ood_heldout"])
-    runtime = PredictorConfig(
-        model_name="demo",
-        model_dir=str(demo_model_dir),
-        device="cpu",
-        dtype="float32",
-        max_batch_size=64,
-        max_batch_delay_ms=0.0,
-        torch_threads=0,
-        compile="none",
-    )
+    runtime = PredictorConfig.in_process(demo_model_dir, device="cpu", compile="none")
     logits = Scorer(runtime, info, 128).logits(texts)
     answers = policy.decide(logits, info.labels).labels
     figures = cal.answer_figures(answers, truth, info.labels, OTHERS)

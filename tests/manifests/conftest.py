@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import os
 from pathlib import Path
 
@@ -168,3 +169,31 @@ def derived_pods(isvc: dict) -> list[dict]:
 def write_config_map_volume(config_map: dict, directory: Path) -> Path:
     """The ConfigMap mounted at `directory` as the kubelet lays it out; returns `directory`."""
     return ConfigMapVolume(directory).publish(config_map.get("data", {}))
+
+
+def comparable(doc: dict) -> dict:
+    """What must agree between a chart render and an overlay: spec and annotations (names
+    differ where the chart has one batch object, <name>-batch); for a ConfigMap, its name (pods
+    mount it by name) and its parsed data."""
+    annotations = doc["metadata"].get("annotations", {})
+    if doc["kind"] == "ConfigMap":
+        data = {k: _parsed(v) for k, v in doc.get("data", {}).items()}
+        return {"name": doc["metadata"]["name"], "annotations": annotations, "data": data}
+    return {"annotations": annotations, "spec": copy.deepcopy(doc["spec"])}
+
+
+def _parsed(text: str):
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def by_kind(docs: list[dict]) -> dict[str, list[dict]]:
+    """The comparable form of each object by kind, the helm test pod left out."""
+    out: dict[str, list[dict]] = {}
+    for doc in docs:
+        if doc["metadata"].get("annotations", {}).get("helm.sh/hook"):
+            continue
+        out.setdefault(doc["kind"], []).append(comparable(doc))
+    return out

@@ -18,6 +18,8 @@ import pytest
 import render
 from conftest import (
     REPO,
+    by_kind,
+    comparable,
     container,
     demo_model,
     flag,
@@ -251,24 +253,6 @@ def test_chart_ties_the_batch_threshold_to_the_transformers():
 
 
 # ---- no drift between the chart and the overlays -------------------------------------------
-
-
-def comparable(doc: dict) -> dict:
-    """What must agree between a chart render and an overlay: spec and annotations; names
-    differ where the chart has one batch object (<name>-batch, a Job or a CronJob)."""
-    return {
-        "annotations": doc["metadata"].get("annotations", {}),
-        "spec": copy.deepcopy(doc["spec"]),
-    }
-
-
-def by_kind(docs: list[dict]) -> dict[str, list[dict]]:
-    out: dict[str, list[dict]] = {}
-    for doc in docs:
-        if doc["metadata"].get("annotations", {}).get("helm.sh/hook"):
-            continue  # the helm test pod
-        out.setdefault(doc["kind"], []).append(comparable(doc))
-    return out
 
 
 @pytest.mark.parametrize(("overlay", "chart"), PAIRS)

@@ -4,11 +4,9 @@ NetworkPolicy selects KServe's pod labels, and the chart says what the overlays 
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 import render
-from conftest import container, flag, inference_services, only
+from conftest import comparable, container, flag, inference_services, only
 
 pytestmark = pytest.mark.manifests
 
@@ -191,14 +189,6 @@ def test_parsers_reject_a_misspelt_flag(objects):
 
 
 # ---- no drift between the chart and the overlays -------------------------------------------
-
-
-def comparable(doc: dict) -> dict:
-    """What must agree between a chart render and an overlay: spec and annotations."""
-    return {
-        "annotations": doc["metadata"].get("annotations", {}),
-        "spec": copy.deepcopy(doc["spec"]),
-    }
 
 
 @pytest.mark.parametrize("overlay", render.OVERLAYS)

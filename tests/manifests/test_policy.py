@@ -18,7 +18,14 @@ import jsonschema
 import pytest
 import render
 import yaml
-from conftest import container, inference_services, only, write_config_map_volume
+from conftest import (
+    by_kind,
+    comparable,
+    container,
+    inference_services,
+    only,
+    write_config_map_volume,
+)
 from test_batch import batch_container, batch_docs, job_spec, parse_batch
 
 pytestmark = pytest.mark.manifests
@@ -263,25 +270,6 @@ def test_chart_ships_the_file_as_it_is():
 
 
 # ---- no drift between the chart and the overlay -----------------------------------------------
-
-
-def comparable(doc: dict) -> dict:
-    """What must agree: a ConfigMap's name (the pods mount it by name) and parsed policy;
-    spec and annotations of the rest (batch names differ, as in test_batch.py)."""
-    annotations = doc["metadata"].get("annotations", {})
-    if doc["kind"] == "ConfigMap":
-        data = {k: json.loads(v) for k, v in doc["data"].items()}
-        return {"name": doc["metadata"]["name"], "annotations": annotations, "data": data}
-    return {"annotations": annotations, "spec": copy.deepcopy(doc["spec"])}
-
-
-def by_kind(docs: list[dict]) -> dict[str, list[dict]]:
-    out: dict[str, list[dict]] = {}
-    for doc in docs:
-        if doc["metadata"].get("annotations", {}).get("helm.sh/hook"):
-            continue  # the helm test pod
-        out.setdefault(doc["kind"], []).append(comparable(doc))
-    return out
 
 
 @pytest.mark.parametrize(("overlay", "chart"), PAIRS)
