@@ -70,6 +70,7 @@ KSERVE_INTERNALS = (
     ("kserve.protocol.dataplane", "DataPlane.get_model_from_registry"),
     ("kserve.protocol.dataplane", "DataPlane.get_model"),
     ("kserve.protocol.dataplane", "DataPlane.model_ready"),
+    ("kserve.protocol.dataplane", "DataPlane.ready"),
     ("kserve.protocol.dataplane", "DataPlane.model_metadata"),
     ("kserve.protocol.dataplane", "DataPlane.metadata"),
     ("kserve.protocol.dataplane", "DataPlane.infer"),
@@ -173,9 +174,19 @@ def _data_plane_class():
             self.check_model(name)
             return await super().get_model(name)
 
+        async def ready(self) -> bool:
+            # The server's readiness (the startup probe) is its own: KServe's asks the predictor
+            # through its own one-channel client when the predictor health check is on, and
+            # raises (a 500 carrying the RpcError) while no predictor answers.
+            return True
+
         async def model_ready(self, model_name: str, disable_predictor_health_check=False):
+            # KServe's own predictor check is replaced by the model's `dependencies_ready` (the
+            # balanced hop); an inference asks with the check disabled, so it costs no call.
             model = self.check_model(model_name)
-            ready = await super().model_ready(model_name, disable_predictor_health_check)
+            ready = await super().model_ready(model_name, True)
+            if disable_predictor_health_check:
+                return ready
             return ready and await _dependencies_ready(model)
 
         async def model_metadata(self, model_name: str) -> dict:

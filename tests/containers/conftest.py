@@ -391,8 +391,9 @@ def deployment(images, kind_isvc, demo_model_dir) -> Iterator[Deployment]:
     if flag(t_args, "http_port") is None:
         t_args = [*t_args, "--http_port=8080"]
     transformer_spec = {**transformer_spec, "args": t_args}
-    # The predictor answers on the Service name the transformer is given.
-    predictor_host = flag(t_args, "predictor_host").rsplit(":", 1)[0]
+    # The predictor answers on the Service name the transformer is given (a gRPC target such as
+    # dns:///<name>:<port> names it after its scheme).
+    predictor_host = flag(t_args, "predictor_host").removeprefix("dns:///").rsplit(":", 1)[0]
 
     model = readable_copy(demo_model_dir)
     suffix = uuid.uuid4().hex[:8]
