@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from kserve_kit.cli import base_parser, parse_or_exit, positive
 
 DEVICES = ("auto", "cpu", "cuda")
-DTYPES = ("float32", "float16", "bfloat16")
+DTYPES = ("auto", "float32", "float16", "bfloat16")
 QUANTIZE_MODES = ("none", "int8")
 COMPILE_MODES = ("none", "trace")
 
@@ -22,8 +22,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--dtype",
         choices=DTYPES,
-        default="float32",
-        help="weights and activations; half needs CUDA",
+        default="auto",
+        help="weights and activations. auto: float16 on CUDA, bfloat16 on a CPU with native "
+        "bf16 (avx512_bf16 or AMX), else float32; a half type is checked against float32 at "
+        "start and float32 serves if their decisions differ (docs/performance.md). float16 "
+        "needs CUDA; bfloat16 runs on any CPU (slowly without native support)",
     )
     parser.add_argument(
         "--max_batch_size",
@@ -102,7 +105,7 @@ class PredictorConfig:
     model_name: str
     model_dir: str
     device: str
-    dtype: str
+    dtype: str  # as asked; auto is resolved by the runtime (predictor.precision)
     max_batch_size: int
     max_batch_delay_ms: float
     torch_threads: int
@@ -141,10 +144,10 @@ class PredictorConfig:
             raise ValueError(f"--max_batch_delay_ms must be >= 0, got {args.max_batch_delay_ms}")
         if args.torch_threads < 0:
             raise ValueError(f"--torch_threads must be >= 0, got {args.torch_threads}")
-        if args.device == "cpu" and args.dtype != "float32":
+        if args.device == "cpu" and args.dtype == "float16":
             raise ValueError(
-                f"--dtype {args.dtype} needs --device cuda (or auto on a GPU); "
-                "on the CPU use --dtype float32"
+                "--dtype float16 needs --device cuda (or auto on a GPU); on the CPU use "
+                "--dtype auto, bfloat16 or float32"
             )
         if args.torch_threads and args.torch_threads < args.forward_workers:
             raise ValueError(
@@ -155,9 +158,10 @@ class PredictorConfig:
             raise ValueError(
                 f"--quantize {args.quantize} runs on the CPU only; on a GPU use --dtype float16"
             )
-        if args.quantize != "none" and args.dtype != "float32":
+        if args.quantize != "none" and args.dtype not in ("auto", "float32"):
             raise ValueError(
-                f"--quantize {args.quantize} quantizes float32 weights: use --dtype float32"
+                f"--quantize {args.quantize} quantizes float32 weights: use --dtype float32 "
+                f"(or auto), not {args.dtype}"
             )
         return cls(
             model_name=args.model_name,

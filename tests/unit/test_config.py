@@ -10,7 +10,7 @@ def test_predictor_defaults():
     config = PredictorConfig.from_args([])
     assert config.model_name == "text-classifier"
     assert config.model_dir == "/mnt/models"
-    assert (config.device, config.dtype) == ("auto", "float32")
+    assert (config.device, config.dtype) == ("auto", "auto")
 
 
 def test_transformer_defaults_to_the_grpc_hop():
@@ -25,6 +25,7 @@ def test_transformer_defaults_to_the_grpc_hop():
     "argv, message",
     [
         (["--device", "cpu", "--dtype", "float16"], "float16 needs --device cuda"),
+        (["--quantize", "int8", "--dtype", "bfloat16"], "not bfloat16"),
         (["--max_batch_size", "0"], "must be greater than 0"),
         (["--max_batch_delay_ms", "-1"], "max_batch_delay_ms must be >= 0"),
         (["--device", "tpu"], "invalid choice: 'tpu'"),
