@@ -20,6 +20,9 @@ import numpy as np
 
 DEFAULT_MODEL_NAME = "text-classifier"
 
+# Below this top probability the answer is DEFAULT_OTHERS_LABEL, unless a flag or policy says.
+DEFAULT_CONFIDENCE_THRESHOLD = 0.9
+DEFAULT_OTHERS_LABEL = "others"
 # Request parameter a client may send to override the confidence threshold.
 THRESHOLD_PARAMETER = "confidence_threshold"
 # Response parameter naming the decision policy that answered (kserve_kit.policy).

@@ -7,6 +7,7 @@ import argparse
 from dataclasses import dataclass
 
 from kserve_kit.cli import positive
+from kserve_kit.contract import DEFAULT_CONFIDENCE_THRESHOLD, DEFAULT_OTHERS_LABEL
 from kserve_kit.decision import validate_threshold
 from kserve_kit.modeldir import ModelInfo
 from kserve_kit.policy import FILE_NAME, NO_POLICY, DecisionPolicy, resolve_policy
@@ -31,12 +32,14 @@ def add_text_arguments(parser: argparse.ArgumentParser, policy_file: bool = True
         )
     parser.add_argument(
         "--confidence_threshold",
-        default=0.9,
+        default=DEFAULT_CONFIDENCE_THRESHOLD,
         help="below this top probability the label becomes --others_label; in (0, 1); "
         "a policy file, when there is one, replaces it",
     )
     parser.add_argument(
-        "--others_label", default="others", help="the label answered when the model is not sure"
+        "--others_label",
+        default=DEFAULT_OTHERS_LABEL,
+        help="the label answered when the model is not sure",
     )
 
 

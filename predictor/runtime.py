@@ -34,7 +34,11 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from transformers import AutoModelForSequenceClassification  # noqa: E402
 
+from kserve_kit.contract import DEFAULT_CONFIDENCE_THRESHOLD, DEFAULT_OTHERS_LABEL  # noqa: E402
 from kserve_kit.errors import ModelUnfit  # noqa: E402
+from kserve_kit.modeldir import ModelInfo  # noqa: E402
+from kserve_kit.policy import DecisionPolicy, PolicyError, resolve_policy  # noqa: E402
+from predictor import precision  # noqa: E402
 from predictor.config import PredictorConfig  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -47,16 +51,18 @@ CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 
 def resolve_device(requested: str, dtype: str, quantize: str = "none") -> torch.device:
-    """`auto` means CUDA when there is one. Half precision on the CPU is refused, and so is int8
-    quantization on a GPU."""
+    """`auto` means CUDA when there is one. float16 on the CPU is refused (bfloat16 is the CPU's
+    half type), and so is int8 quantization on a GPU."""
     cuda = torch.cuda.is_available()
     if requested == "cuda" and not cuda:
         raise ModelUnfit("--device cuda was asked for, but torch sees no CUDA device")
     device = torch.device(
         "cuda" if requested == "cuda" or (requested == "auto" and cuda) else "cpu"
     )
-    if device.type == "cpu" and dtype != "float32":
-        raise ModelUnfit(f"--dtype {dtype} runs only on a GPU; on the CPU use --dtype float32")
+    if device.type == "cpu" and dtype == "float16":
+        raise ModelUnfit(
+            "--dtype float16 runs only on a GPU; on the CPU use --dtype auto, bfloat16 or float32"
+        )
     if device.type == "cuda" and quantize != "none":
         raise ModelUnfit(
             f"--quantize {quantize} (torch dynamic quantization) runs on the CPU only, and this "
@@ -160,6 +166,130 @@ class _Logits(torch.nn.Module):
         return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
 
 
+def torch_bf16_supported() -> bool:
+    """Whether torch's oneDNN may run bfloat16 kernels on this CPU (its own check)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def choose_dtype(config: PredictorConfig, device: torch.device) -> precision.DtypeChoice:
+    bf16 = precision.native_bf16(precision.read_cpu_flags(), torch_bf16_supported())
+    return precision.choose_dtype(config.dtype, device.type, config.quantize, bf16)
+
+
+# Texts the half-precision check runs besides random token batches: a few of the kinds of text
+# a classifier meets (short, long, questions, noise), so the probes reach real activations.
+PROBE_TEXTS = (
+    "thanks, that fixed it",
+    "my card was charged twice for the same order and nobody answers the phone",
+    "how do I change the email address on my account?",
+    "the package arrived broken and the box was open",
+    "ok",
+    "I would like to cancel my subscription before the next billing date, please",
+    "asdf qwerty zxcv",
+    "what time does the store open on Sundays",
+)
+# (rows, length) of the random token batches of the check; the first row of each is padded.
+PROBE_SHAPES = ((8, 16), (8, 64), (4, 128))
+
+
+def probe_batches(info: ModelInfo) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The half-precision check's inputs: the probe texts (when the model directory has a
+    tokenizer) and seeded random token batches of several lengths, padded and not."""
+    batches = []
+    limit = info.max_positions or max(length for _, length in PROBE_SHAPES)
+    try:
+        from kserve_kit.tokenization import TextEncoder
+
+        encoded = TextEncoder(info, min(128, limit)).encode(list(PROBE_TEXTS))
+        batches.append((encoded.input_ids, encoded.attention_mask))
+    except ModelUnfit:
+        pass  # no tokenizer.json: the random batches alone
+    rng = np.random.default_rng(0)
+    top = max(3, min(info.vocab_size or 1000, 30000))
+    for rows, length in PROBE_SHAPES:
+        length = min(length, limit)
+        ids = rng.integers(2, top, size=(rows, length), dtype=np.int64)
+        mask = np.ones_like(ids)
+        mask[0, length // 2 :] = 0
+        batches.append((ids * mask, mask))
+    return batches
+
+
+def serving_policy(info: ModelInfo) -> DecisionPolicy:
+    """The policy the decisions are compared under: the model directory's policy file, else
+    the transformer's default threshold. (A transformer given another --policy_file decides
+    under that one; the probability bound holds for any.)"""
+    try:
+        return resolve_policy(
+            None,
+            info.path,
+            info.labels,
+            info.version,
+            DEFAULT_CONFIDENCE_THRESHOLD,
+            DEFAULT_OTHERS_LABEL,
+        )
+    except PolicyError:  # the transformer refuses it at its start; compare under the default
+        return DecisionPolicy.from_flags(DEFAULT_CONFIDENCE_THRESHOLD, DEFAULT_OTHERS_LABEL)
+
+
+def _logits(model: torch.nn.Module, device: torch.device, ids, mask) -> np.ndarray:
+    with torch.inference_mode():
+        out = model(
+            input_ids=torch.from_numpy(ids).to(device),
+            attention_mask=torch.from_numpy(mask).to(device),
+        ).logits
+    return out.float().cpu().numpy()
+
+
+def check_half_precision(
+    reference: torch.nn.Module,
+    candidate: torch.nn.Module,
+    dtype: str,
+    device: torch.device,
+    info: ModelInfo,
+) -> precision.Comparison:
+    """The candidate's probe answers against the float32 model's."""
+    batches = probe_batches(info)
+    want = [_logits(reference, device, ids, mask) for ids, mask in batches]
+    got = [_logits(candidate, device, ids, mask) for ids, mask in batches]
+    return precision.compare(dtype, want, got, serving_policy(info), info.labels)
+
+
+def load_checked(
+    config: PredictorConfig, device: torch.device, choice: precision.DtypeChoice
+) -> tuple[torch.nn.Module, str, str]:
+    """(model, dtype that serves, why). A half type is loaded beside float32 and serves only if
+    `check_half_precision` passes; float32 is then dropped, so the resident size is the half
+    model's. Otherwise float32 serves, with a warning."""
+    reference = AutoModelForSequenceClassification.from_pretrained(
+        config.model_dir, dtype=torch.float32
+    ).eval()
+    if choice.dtype == "float32":
+        return reference.to(device), "float32", choice.reason
+    reference.to(device)
+    candidate = AutoModelForSequenceClassification.from_pretrained(
+        config.model_dir, dtype=TORCH_DTYPES[choice.dtype]
+    ).eval()
+    candidate.to(device)
+    comparison = check_half_precision(
+        reference, candidate, choice.dtype, device, ModelInfo.load(config.model_dir)
+    )
+    if comparison.passed:
+        del reference
+        gc.collect()
+        return candidate, choice.dtype, f"{choice.reason}; {comparison.describe()}"
+    log.warning(
+        "%s: serving float32 instead (pass --dtype float32 to skip the check)",
+        comparison.describe(),
+    )
+    del candidate
+    gc.collect()
+    return reference, "float32", f"{choice.dtype} failed its check against float32"
+
+
 # Shapes a trace is checked on before it serves: (rows, length), padded and unpadded.
 TRACE_CHECK_SHAPES = ((1, 1), (1, 7), (3, 19), (5, 64), (2, 128))
 
@@ -177,6 +307,9 @@ def trace_model(
     difference, or an error, keeps the eager model."""
     top = max(2, min(vocab_size or 1000, 30000))
     generator = torch.Generator().manual_seed(0)
+    # The trace runs the eager model's kernels: equal in float32 up to summation order; a half
+    # type rounds each op's result, so an op fused or reordered differs by its rounding step.
+    atol = 1e-4 if next(model.parameters()).dtype == torch.float32 else 3e-2
 
     def batch(rows: int, length: int, padded: bool) -> tuple[torch.Tensor, torch.Tensor]:
         ids = torch.randint(2, top, (rows, length), generator=generator)
@@ -196,7 +329,7 @@ def trace_model(
                     ids, mask = batch(rows, length, padded)
                     want = wrapped(ids, mask).float()
                     got = traced(ids, mask).float()
-                    if got.shape != want.shape or not torch.allclose(got, want, atol=1e-4):
+                    if got.shape != want.shape or not torch.allclose(got, want, atol=atol):
                         log.warning(
                             "the traced model differs from the eager one at %s rows x %s "
                             "tokens: serving the eager model",
@@ -217,19 +350,19 @@ class TorchRuntime:
     threads: int
     forward_workers: int = 1
     traced: torch.jit.ScriptModule | None = None
+    dtype: str = "float32"  # what serves (after --dtype auto and the check against float32)
 
     @classmethod
     def load(cls, config: PredictorConfig) -> TorchRuntime:
         quantize = config.quantize
         device = resolve_device(config.device, config.dtype, quantize)
         threads = configure_threads(config.torch_threads)
-        model = AutoModelForSequenceClassification.from_pretrained(
-            config.model_dir, dtype=TORCH_DTYPES[config.dtype]
-        )
-        model.eval()
+        choice = choose_dtype(config, device)
+        if choice.warning:
+            log.warning("%s", choice.warning)
+        model, dtype, why = load_checked(config, device, choice)
         if quantize == "int8":
             model = quantize_int8(model)
-        model.to(device)
         release_free_memory()
         traced = None
         if config.compile == "trace":
@@ -238,15 +371,17 @@ class TorchRuntime:
             config.forward_workers, device, threads, traced is not None
         )
         log.info(
-            "loaded %s on %s (%s%s%s, %d threads, %d forward workers, OMP_WAIT_POLICY=%s)",
+            "serving %s on %s: %s%s, %s, %d threads, %d forward workers, OMP_WAIT_POLICY=%s "
+            "(dtype: %s)",
             config.model_dir,
             device,
-            config.dtype,
-            ", int8 dynamic quantization" if quantize == "int8" else "",
-            ", traced" if traced is not None else "",
+            dtype,
+            " with int8 dynamic quantization" if quantize == "int8" else "",
+            "traced" if traced is not None else "eager",
             threads,
             workers,
             os.environ.get("OMP_WAIT_POLICY", "unset"),
+            why,
         )
         return cls(
             model=model,
@@ -254,6 +389,7 @@ class TorchRuntime:
             threads=threads,
             forward_workers=workers,
             traced=traced,
+            dtype=dtype,
         )
 
     def thread_plan(self, workers: int) -> Callable[[bool], None]:
