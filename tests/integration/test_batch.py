@@ -35,6 +35,9 @@ def run_batch(model_dir, input_path, output_path, *extra, env=None, check=True):
             str(input_path),
             "--output",
             str(output_path),
+            # float32 whatever the CPU: the answers are compared with the online path's at 1e-5
+            "--dtype",
+            "float32",
             *extra,
         ],
         cwd=REPO,
@@ -187,6 +190,8 @@ def test_a_sigkill_from_outside_mid_run_loses_and_repeats_nothing(tiny_model_dir
             str(tmp_path / "out.jsonl"),
             "--chunk_rows",
             "200",
+            "--dtype",
+            "float32",
         ],
         cwd=REPO,
         stdout=subprocess.DEVNULL,

@@ -111,7 +111,9 @@ def test_the_quantize_flag_defaults_to_none():
 
 def test_int8_quantizes_every_linear_layer_and_keeps_the_answers(tiny_model_dir):
     float_runtime = runtime.TorchRuntime.load(
-        PredictorConfig.from_args(["--model_dir", str(tiny_model_dir), "--device", "cpu"])
+        PredictorConfig.from_args(
+            ["--model_dir", str(tiny_model_dir), "--device", "cpu", "--dtype", "float32"]
+        )
     )
     int8_runtime = runtime.TorchRuntime.load(
         PredictorConfig.from_args(
@@ -132,7 +134,9 @@ def test_int8_quantizes_every_linear_layer_and_keeps_the_answers(tiny_model_dir)
 
 def test_warm_up_runs_one_row_at_every_length_and_a_full_batch_at_the_short_ones(tiny_model_dir):
     rt = runtime.TorchRuntime.load(
-        PredictorConfig.from_args(["--model_dir", str(tiny_model_dir), "--device", "cpu"])
+        PredictorConfig.from_args(
+            ["--model_dir", str(tiny_model_dir), "--device", "cpu", "--dtype", "float32"]
+        )
     )
     shapes = []
     real_forward = rt.forward
@@ -208,13 +212,16 @@ def test_forward_workers_auto_is_two_for_a_traced_model_on_a_cpu(
 def test_the_traced_model_serves_the_eager_model_s_logits_at_every_shape(tiny_model_dir):
     """--compile trace (the default): one TorchScript graph, checked against the eager model
     at start; here it must pass that check and then agree at shapes it never saw."""
-    config = PredictorConfig.from_args(["--model_dir", str(tiny_model_dir), "--device", "cpu"])
+    config = PredictorConfig.from_args(
+        ["--model_dir", str(tiny_model_dir), "--device", "cpu", "--dtype", "float32"]
+    )
     assert config.compile == "trace"
     rt = runtime.TorchRuntime.load(config)
     assert rt.traced is not None
     eager = runtime.TorchRuntime.load(
         PredictorConfig.from_args(
             ["--model_dir", str(tiny_model_dir), "--device", "cpu", "--compile", "none"]
+            + ["--dtype", "float32"]
         )
     )
     assert eager.traced is None

@@ -119,6 +119,11 @@ def predictor(
         str(grpc_),
         "--enable_latency_logging",
         "false",
+        # float32 whatever the CPU: tests compare answers across batch shapes and servers at
+        # 1e-5, which bfloat16 (--dtype auto on a CPU with native bf16) does not hold; the half
+        # types' tests pass their own --dtype, which wins (argparse keeps the last).
+        "--dtype",
+        "float32",
         *extra,
     ]
     return Server(
