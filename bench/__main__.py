@@ -1,8 +1,10 @@
 """`python -m bench [--quick]`: every target on the same model, threads and inputs, in one run.
 
 Targets:
-  raw        the predictor's torch forward called directly on ready batches (the limit), float32
-             and int8; batch 1 (for latency), 16 and 32 (for throughput)
+  raw        the predictor's torch forward called directly on ready batches (the limit), float32,
+             bfloat16 and int8 (float16 and float32 on CUDA); batch 1 (for latency), 16 and 32
+             (for throughput); served servers are compared with the raw forward of the type the
+             predictor serves (--dtype auto resolves it at start)
   predictor  the predictor alone: V2 gRPC, token tensors in, logits out
   chain      transformer + predictor: V2 gRPC (and REST), texts in, decisions out
   pytriton   PyTriton + Triton's dynamic batcher, texts in (its own venv: .venv-pytriton)
@@ -33,7 +35,7 @@ import bench._kserve_argv  # noqa: F401  (before anything that imports kserve's 
 from bench import loadgen, report
 from bench.inputs import make_texts, tokenize
 from bench.procs import RssSampler, Server, chain_servers, free_port
-from predictor.config import COMPILE_MODES
+from predictor.config import COMPILE_MODES, DTYPES
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL_NAME = "text-classifier"
@@ -55,6 +57,8 @@ class Settings:
     max_batch_delay_ms: float
     forward_workers: int
     compile: str
+    dtype: str
+    device: str
     pytriton: bool
     pytriton_delay_us: int
     seed: int
@@ -97,6 +101,19 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         default="trace",
         help="the predictor's (and the raw forward's) --compile",
     )
+    parser.add_argument(
+        "--dtype",
+        choices=DTYPES,
+        default="auto",
+        help="the predictor's --dtype (auto: bfloat16 on a CPU with native bf16, float16 on CUDA)",
+    )
+    parser.add_argument(
+        "--device",
+        choices=("cpu", "cuda"),
+        default="cpu",
+        help="where the predictor and the raw forwards run (cuda: make bench-gpu)",
+    )
+    parser.add_argument("--raw_batches", default="1,16,32", help="the raw forward's batch sizes")
     parser.add_argument("--no_pytriton", action="store_true", help="skip the PyTriton peer")
     parser.add_argument(
         "--pytriton_delay_us",
@@ -124,11 +141,13 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         rest_concurrency=[
             int(c) for c in (args.rest_concurrency or rest_default).split(",") if c.strip()
         ],
-        raw_batches=[1, 16, 32],
+        raw_batches=[int(b) for b in args.raw_batches.split(",")],
         max_batch_size=args.max_batch_size,
         max_batch_delay_ms=args.max_batch_delay_ms,
         forward_workers=args.forward_workers,
         compile=args.compile,
+        dtype=args.dtype,
+        device=args.device,
         pytriton=not args.no_pytriton and "pytriton" in args.targets.split(","),
         pytriton_delay_us=args.pytriton_delay_us,
         seed=args.seed,
@@ -149,7 +168,8 @@ def make_servers(s: Settings, logs: Path) -> dict[str, Server]:
         logs,
         ["--torch_threads", str(s.threads), "--max_batch_size", str(s.max_batch_size)]
         + ["--max_batch_delay_ms", str(s.max_batch_delay_ms)]
-        + ["--forward_workers", str(s.forward_workers), "--compile", s.compile],
+        + ["--forward_workers", str(s.forward_workers), "--compile", s.compile]
+        + ["--dtype", s.dtype, "--device", s.device],
         model_name=MODEL_NAME,
         cwd=REPO,
     )
@@ -227,12 +247,34 @@ def make_servers(s: Settings, logs: Path) -> dict[str, Server]:
     return servers
 
 
+# The raw forwards' kinds: label -> (--dtype, --quantize).
+RAW_KINDS = {
+    "fp32": ("float32", "none"),
+    "bf16": ("bfloat16", "none"),
+    "fp16": ("float16", "none"),
+    "int8": ("float32", "int8"),
+}
+LABELS = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
+
+
+def raw_kinds(device: str) -> list[str]:
+    return ["fp16", "fp32"] if device == "cuda" else ["fp32", "bf16", "int8"]
+
+
+def served_dtype(predictor: Server) -> str:
+    """The type the predictor serves, from its start-up line ("serving DIR on DEVICE: TYPE,")."""
+    import re
+
+    found = re.findall(r"serving \S+ on \S+: (\w+)", predictor.log_path.read_text(errors="replace"))
+    return found[-1] if found else "unknown"
+
+
 class RawWorker:
     """`python -m bench.raw --serve`: a loaded model answering timing commands."""
 
-    def __init__(self, s: Settings, quantize: str, logs: Path):
-        self.quantize = quantize
-        self.label = "fp32" if quantize == "none" else quantize
+    def __init__(self, s: Settings, label: str, logs: Path):
+        self.label = label
+        dtype, quantize = RAW_KINDS[label]
         log = open(logs / f"raw-{self.label}.log", "ab")  # noqa: SIM115 - closed with the process
         self.process = subprocess.Popen(
             [
@@ -245,6 +287,10 @@ class RawWorker:
                 str(s.threads),
                 "--quantize",
                 quantize,
+                "--dtype",
+                dtype,
+                "--device",
+                s.device,
                 "--compile",
                 s.compile,
                 "--serve",
@@ -404,11 +450,12 @@ async def run(s: Settings) -> dict:
             if name in servers:
                 servers[name].start()
         if "raw" in s.targets:
-            workers = {q: RawWorker(s, q, logs) for q in ("none", "int8")}
+            workers = {k: RawWorker(s, k, logs) for k in raw_kinds(s.device)}
         servers["predictor"].wait_ready()
         servers["transformer"].start()
         for server in servers.values():
             server.wait_ready()
+        served = served_dtype(servers["predictor"])
         raw_info = {w.label: w.ready() for w in workers.values()}
         accuracy = {w.label: w.ask(cmd="accuracy") for w in workers.values()}
         print(f"ready after {time.time() - started:.0f} s", flush=True)
@@ -420,10 +467,11 @@ async def run(s: Settings) -> dict:
         for target in targets:
             levels = s.concurrency if target.protocol == "grpc" else s.rest_concurrency
             cells += [("served", target, c) for c in levels]
-        cells += [("raw", workers[q], (b, 1)) for q in workers for b in s.raw_batches]
-        if "none" in workers and s.threads >= 2:
+        cells += [("raw", workers[k], (b, 1)) for k in workers for b in s.raw_batches]
+        reference = LABELS.get(served, "fp32")
+        if reference in workers and s.threads >= 2 and s.device == "cpu":
             # two 1-thread forwards at once: the predictor's own layout under load (2 workers)
-            cells.append(("raw", workers["none"], (16, 2)))
+            cells.append(("raw", workers[reference], (16, 2)))
 
         rng = random.Random(s.seed)
         rounds: list[list[dict]] = []
@@ -454,6 +502,8 @@ async def run(s: Settings) -> dict:
         "machine": machine_info(),
         "model_bytes": model_bytes(s.model_dir),
         "raw_workers": raw_info,
+        "served_dtype": served,
+        "raw_reference": LABELS.get(served, "fp32"),
         "accuracy": accuracy,
         "rounds": rounds,
         "rss_peak_bytes": rss_peak,
@@ -493,14 +543,17 @@ def machine_info() -> dict:
     import numpy
     import torch
 
+    from bench.dtype import cpu_report
+
     return {
         "cpu": cpu,
+        "precision": cpu_report(),
         "cpus_usable": len(os.sched_getaffinity(0)),
         "load_average_at_end": os.getloadavg(),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "numpy": numpy.__version__,
-        "gpu": "none lent to this run (no GPU measured)",
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
     }
 
 

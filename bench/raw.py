@@ -25,7 +25,7 @@ from pathlib import Path
 
 import bench._kserve_argv  # noqa: F401  (before predictor.config)
 from bench.inputs import make_texts, tokenize
-from predictor.config import COMPILE_MODES, PredictorConfig
+from predictor.config import COMPILE_MODES, DTYPES, PredictorConfig
 from predictor.runtime import TorchRuntime
 
 MAX_FORWARDS = 100_000  # a bound on every timing loop, besides its duration
@@ -111,7 +111,9 @@ def serve(runtime: TorchRuntime, model_dir: Path) -> None:
     """Answer commands from stdin until it closes (the benchmark's worker mode)."""
     texts = make_texts(model_dir)
     cache: dict[int, list] = {}
-    print(json.dumps({"ready": True, "threads": runtime.threads}), flush=True)
+    print(
+        json.dumps({"ready": True, "threads": runtime.threads, "dtype": runtime.dtype}), flush=True
+    )
     for line in sys.stdin:
         command = json.loads(line)
         if command["cmd"] == "forward":
@@ -132,6 +134,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model_dir", type=Path, required=True)
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--quantize", choices=("none", "int8"), default="none")
+    parser.add_argument("--dtype", choices=DTYPES, default="float32")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--compile", choices=COMPILE_MODES, default="trace")
     parser.add_argument("--batches", default="1,16,32")
     parser.add_argument("--seconds", type=float, default=2.0)
@@ -143,7 +147,9 @@ def main(argv: list[str] | None = None) -> None:
             "--model_dir",
             str(args.model_dir),
             "--device",
-            "cpu",
+            args.device,
+            "--dtype",
+            args.dtype,
             "--torch_threads",
             str(args.threads),
             "--quantize",
@@ -157,7 +163,12 @@ def main(argv: list[str] | None = None) -> None:
         serve(runtime, args.model_dir)
         return
     texts = make_texts(args.model_dir)
-    result = {"threads": runtime.threads, "quantize": args.quantize, "batches": {}}
+    result = {
+        "threads": runtime.threads,
+        "quantize": args.quantize,
+        "dtype": runtime.dtype,
+        "batches": {},
+    }
     for batch in (int(b) for b in args.batches.split(",")):
         result["batches"][str(batch)] = measure(
             runtime, prepared(args.model_dir, batch, texts), args.seconds

@@ -95,6 +95,8 @@ def ratios(data: dict, rounds: list[dict]) -> list[dict]:
     thr = lambda r, k: r[k]["throughput"]  # noqa: E731
     raw = lambda r, label, b: r[raw_key(label, b)]["rows_per_s"]  # noqa: E731
     out = []
+    # The limit a served target is held to: the raw forward in the type the predictor serves.
+    ref = data.get("raw_reference", "fp32")
 
     def add(name: str, value: float, op: str, bound: float, unit: str = "x") -> None:
         met = value == value and (value >= bound if op == ">=" else value <= bound)
@@ -112,30 +114,30 @@ def ratios(data: dict, rounds: list[dict]) -> list[dict]:
         )
 
     add(
-        "chain c=16 throughput / raw batched forward (b=16)",
-        per_round(lambda r: thr(r, "chain/grpc/c16") / raw(r, "fp32", 16)),
+        f"chain c=16 throughput / raw batched {ref} forward (b=16)",
+        per_round(lambda r: thr(r, "chain/grpc/c16") / raw(r, ref, 16)),
         ">=",
         0.85,
     )
     add(
-        "predictor alone c=16 throughput / raw batched forward (b=16)",
-        per_round(lambda r: thr(r, "predictor/grpc/c16") / raw(r, "fp32", 16)),
+        f"predictor alone c=16 throughput / raw batched {ref} forward (b=16)",
+        per_round(lambda r: thr(r, "predictor/grpc/c16") / raw(r, ref, 16)),
         ">=",
         0.90,
     )
     # The stricter limit: two 1-thread forwards at once, the predictor's own layout under load
     # (present in runs made since two forward workers became the CPU default).
-    if any(raw_key("fp32x2", 16) in r for r in rounds):
+    if any(raw_key(f"{ref}x2", 16) in r for r in rounds):
         for target, bound in (("chain", 0.85), ("predictor", 0.90)):
             add(
                 f"{target} c=16 throughput / raw, two 1-thread forwards at once (b=16 each)",
-                per_round(lambda r, t=target: thr(r, f"{t}/grpc/c16") / raw(r, "fp32x2", 16)),
+                per_round(lambda r, t=target: thr(r, f"{t}/grpc/c16") / raw(r, f"{ref}x2", 16)),
                 ">=",
                 bound,
             )
     add(
         "chain c=1 p50 - raw batch-1 forward p50",
-        per_round(lambda r: r["chain/grpc/c1"]["p50_ms"] - r[raw_key("fp32", 1)]["forward_ms_p50"]),
+        per_round(lambda r: r["chain/grpc/c1"]["p50_ms"] - r[raw_key(ref, 1)]["forward_ms_p50"]),
         "<=",
         3.0,
         "ms",
@@ -161,6 +163,24 @@ def ratios(data: dict, rounds: list[dict]) -> list[dict]:
             ">=",
             1.25,
         )
+    if any(raw_key("bf16", 16) in r for r in rounds):
+        native = data.get("machine", {}).get("precision", {}).get("native_bf16")
+        add(
+            "bf16 raw throughput / fp32 raw (b=16)"
+            + ("" if native else " [bf16 not supported on this CPU: emulated]"),
+            per_round(lambda r: raw(r, "bf16", 16) / raw(r, "fp32", 16)),
+            ">=",
+            3.0,
+        )
+    if any(raw_key("fp16", 16) in r for r in rounds):
+        top = max(int(k.split("/c")[-1]) for k in rounds[0] if k.startswith("chain/grpc/c"))
+        biggest = max(int(k.split("/b")[-1]) for k in rounds[0] if k.startswith("raw-fp16/b"))
+        add(
+            f"GPU: fp16 chain c={top} throughput / raw fp16 forward (b={biggest})",
+            per_round(lambda r: thr(r, f"chain/grpc/c{top}") / raw(r, "fp16", biggest)),
+            ">=",
+            0.8,
+        )
     add(
         "int8 raw throughput / fp32 raw (b=16)",
         per_round(lambda r: raw(r, "int8", 16) / raw(r, "fp32", 16)),
@@ -168,15 +188,15 @@ def ratios(data: dict, rounds: list[dict]) -> list[dict]:
         1.6,
     )
     acc = data.get("accuracy", {})
-    if "fp32" in acc and "int8" in acc:
-        drop = 100 * (acc["fp32"]["accuracy"] - acc["int8"]["accuracy"])
-        add(
-            f"int8 held-out accuracy loss ({acc['int8']['examples']} texts)",
-            drop,
-            "<=",
-            1.0,
-            "points",
-        )
+    for kind in ("int8", "bf16"):
+        if "fp32" in acc and kind in acc:
+            add(
+                f"{kind} held-out accuracy loss ({acc[kind]['examples']} texts)",
+                100 * (acc["fp32"]["accuracy"] - acc[kind]["accuracy"]),
+                "<=",
+                1.0,
+                "points",
+            )
     peak = data.get("rss_peak_bytes", {})
     if "transformer" in peak:
         add("transformer RSS while serving", peak["transformer"] / MB, "<=", 300, "MB")
@@ -238,8 +258,11 @@ def markdown(data: dict, summary: dict) -> str:
         "Server CPU: T transformer, P predictor (the chain is both); PyTriton counts tritonserver, "
         "its Python stub and the model process.",
         "",
-        "Raw forward fp32, int8: one forward at a time on all threads; fp32x2: two forwards at "
-        "once, each on half of the threads (batch: rows in each).",
+        f"Raw forward fp32, bf16, int8 (fp16 on a GPU): one forward at a time on all threads; "
+        f"{data.get('raw_reference', 'fp32')}x2: two forwards at once, each on half of the "
+        f"threads (batch: rows in each). The predictor served "
+        f"{data.get('served_dtype', 'float32')}; "
+        f"{data.get('machine', {}).get('precision', {}).get('bf16', '')}.",
         "",
         "| raw forward | batch | rows/s | forward p50 ms | CPU ms/row |",
         "|---|---:|---:|---:|---:|",
@@ -308,7 +331,7 @@ def plot(data: dict, summary: dict, path: Path) -> None:
         xs = [p[0] for p in points]
         ax_t.plot(xs, [p[1] for p in points], marker="o", label=target)
         ax_l.plot(xs, [p[2] for p in points], marker="o", label=target)
-    for key, style in (("raw-fp32/b16", "--"), ("raw-int8/b16", ":")):
+    for key, style in (("raw-fp32/b16", "--"), ("raw-bf16/b16", "-."), ("raw-int8/b16", ":")):
         if key in cells:
             ax_t.axhline(
                 cells[key]["rows_per_s"],
@@ -328,7 +351,8 @@ def plot(data: dict, summary: dict, path: Path) -> None:
     ax_l.set_yscale("log")
     ax_t.legend(fontsize=8, loc="center right")
     fig.suptitle(
-        f"kserve-kit bench, {data['started']}, {data['machine']['cpus_usable']} CPUs, fp32"
+        f"kserve-kit bench, {data['started']}, {data['machine']['cpus_usable']} CPUs, "
+        f"{data.get('served_dtype', 'float32')}"
     )
     fig.tight_layout()
     fig.savefig(path, dpi=110)

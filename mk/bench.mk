@@ -46,3 +46,16 @@ bench-report: $(VENV)/.bench-installed ## Print the table of the last benchmark 
 .PHONY: bench-batch
 bench-batch: $(VENV)/.bench-installed model ## Offline batch command vs the raw batched forward; Parquet vs JSONL; 2 shards of 1 thread vs 1 process of 2 (3 rounds)
 	$(PY) -m bench.batch_pipeline $(BENCH_ARGS)
+
+.PHONY: bench-dtype
+bench-dtype: $(VENV)/.bench-installed model ## Raw float32, bfloat16 and int8 forwards side by side; accuracy, decisions vs float32, memory (~3 min)
+	$(PY) -m bench.dtype $(BENCH_ARGS)
+
+# On a machine with a CUDA GPU and torch built for it: float16 against float32 raw forwards at
+# batch sizes up to 128, the predictor and the chain up to 128 clients. No PyTriton, no REST:
+# what is measured is how much of the GPU's forward the serving path keeps.
+.PHONY: bench-gpu
+bench-gpu: $(VENV)/.bench-installed model ## GPU benchmark (CUDA, float16): raw forward vs predictor vs chain, batch and clients up to 128 (< 5 min)
+	$(PY) -m bench --device cuda --dtype auto --targets predictor,chain,raw --no_pytriton \
+		--raw_batches 1,16,64,128 --concurrency 1,16,64,128 --max_batch_size 128 \
+		--rounds 2 --seconds 3 --out bench/results/gpu $(BENCH_ARGS)
