@@ -281,7 +281,9 @@ def start_server(args: argparse.Namespace, model, predictor_config=None) -> None
     grpc_options = connection_age_options(
         max_age_s, args.grace_period if age_grace_s is None else age_grace_s
     )
-    server = kit_model_server(args.enable_model_repository, grpc_options)(
+    server = kit_model_server(
+        args.enable_model_repository, grpc_options, request_timing=args.access_log
+    )(
         http_port=args.http_port,
         grpc_port=args.grpc_port,
         workers=args.workers,

@@ -56,6 +56,9 @@ KSERVE_INTERNALS = (
     ("kserve.model_server", "ModelServer._serve"),  # the drain fix wraps it
     ("kserve.model_server", "ModelServer.start"),  # builds RESTServer/GRPCServer from the two below
     ("kserve.protocol.rest.server", "RESTServer.create_application"),
+    # replaced by a pass-through unless --access_log: per request it reads getrusage twice and
+    # matches the path against every route, only to write a `kserve.trace` line
+    ("kserve.protocol.rest.server", "TimingMiddleware"),
     ("kserve.protocol.grpc.server", "InferenceServicer"),  # replaced: KitServicer
     ("kserve.protocol.grpc.server", "LoggingInterceptor"),  # replaced: RequestGuard
     ("kserve.protocol.grpc.server", "GRPCServer.stop"),
@@ -459,7 +462,17 @@ def connection_age_options(max_age_s: float, grace_s: float) -> list[tuple[str, 
     ]
 
 
-def kit_model_server(repository_enabled: bool, grpc_options=()):
+class _Untimed:
+    """Stands in for KServe's TimingMiddleware when its log lines are off: passes through."""
+
+    def __init__(self, app, **_options):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        await self.app(scope, receive, send)
+
+
+def kit_model_server(repository_enabled: bool, grpc_options=(), request_timing: bool = True):
     """KServe's ModelServer with the parts above, and a SIGTERM that drains REST and gRPC
     together.
 
@@ -469,10 +482,17 @@ def kit_model_server(repository_enabled: bool, grpc_options=()):
     starts the gRPC drain and, without waiting for it, unloads the models, failing the gRPC
     calls still in flight (the predictor's batcher is closed under them). Here the gRPC drain
     starts with uvicorn's, and both end before the models are unloaded: one grace period in all.
+
+    `request_timing=False` (--access_log off) drops KServe's per-request timing middleware,
+    whose only output is the `kserve.trace` lines that the log configuration then drops.
     """
     from kserve import ModelServer
     from kserve import model_server as model_server_module
     from kserve.protocol.grpc import server as grpc_server_module
+    from kserve.protocol.rest import server as rest_server_module
+
+    if not request_timing:  # RESTServer._add_middlewares reads the module global at start
+        rest_server_module.TimingMiddleware = _Untimed
 
     # GRPCServer.start builds its servicer and its interceptors from these module globals;
     # there is no parameter for either.

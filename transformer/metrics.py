@@ -45,6 +45,15 @@ DRIFT_WINDOW_SIZE = Gauge(
 )
 
 
+def watch_drift(window) -> None:
+    """The drift gauges read `window` when scraped: a score costs its bins once per scrape
+    instead of once per request. (The scrape and the requests share the event loop.)"""
+    DRIFT_WINDOW_SIZE.set(window.size)
+    DRIFT_WINDOW.set_function(lambda: len(window))
+    for dimension in ("label", "confidence"):
+        DRIFT_PSI.labels(dimension).set_function(lambda d=dimension: window.scores()[d])
+
+
 def start_series(labels, model_version: str, policy_version: str) -> None:
     """Every decision series at zero for a policy coming into service, so that a share or a
     rate over them has a beginning (a series that first appears at 1 hides that first count)."""

@@ -143,8 +143,9 @@ class TextClassifierTransformer(CountedModel, Model):
             reference = drift.Reference.load(path, answered)
         except ValueError as exc:
             raise SettingRefused(f"--drift_reference {exc}") from None
-        metrics.DRIFT_WINDOW_SIZE.set(config.drift_window)
-        return drift.DriftWindow(reference, config.drift_window)
+        window = drift.DriftWindow(reference, config.drift_window)
+        metrics.watch_drift(window)
+        return window
 
     def load(self) -> bool:
         self.encoder = TextEncoder(self.info, self.config.max_length)
@@ -244,9 +245,6 @@ class TextClassifierTransformer(CountedModel, Model):
             histogram.observe(confidence)
         if self.drift is not None and policy.others_label == self.drift.reference.labels[-1]:
             self.drift.add(decisions.labels, decisions.confidence)
-            for dimension, score in self.drift.scores().items():
-                metrics.DRIFT_PSI.labels(dimension).set(score)
-            metrics.DRIFT_WINDOW.set(len(self.drift))
 
     def stop(self) -> None:
         if isinstance(self._policy, PolicyWatcher):
