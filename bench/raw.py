@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model_dir", type=Path, required=True)
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--quantize", choices=("none", "int8"), default="none")
-    parser.add_argument("--dtype", choices=DTYPES, default="float32")
+    parser.add_argument("--dtype", choices=DTYPES, default="auto")  # as the servers
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--compile", choices=COMPILE_MODES, default="trace")
     parser.add_argument("--batches", default="1,16,32")
