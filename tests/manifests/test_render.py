@@ -115,6 +115,22 @@ def test_schema_rejects_a_misspelt_value():
 
 
 @pytest.mark.parametrize(
+    ("values", "where"),
+    [
+        ({"predictor": {"quantize": "int4"}}, "/predictor/quantize"),
+        ({"predictor": {"compile": "script"}}, "/predictor/compile"),
+        ({"predictor": {"forwardWorkers": -1}}, "/predictor/forwardWorkers"),
+        ({"transformer": {"maxRequestBytes": "8Mi"}}, "/transformer/maxRequestBytes"),
+    ],
+)
+def test_schema_refuses_a_tuning_value_the_server_would_refuse(values, where):
+    import helm_python
+
+    with pytest.raises(helm_python.HelmError, match=re.escape(where)):
+        render.render_chart(values)
+
+
+@pytest.mark.parametrize(
     ("values", "reason"),
     [
         (
@@ -128,6 +144,9 @@ def test_schema_rejects_a_misspelt_value():
         ({"predictor": {"minReplicas": 0}}, "needs autoscaling.class=knative"),
         ({"predictor": {"scaleMetric": "concurrency"}}, "cpu or memory only"),
         ({"gpu": {"enabled": True}, "predictor": {"device": "cpu"}}, "leave predictor.device"),
+        ({"gpu": {"enabled": True}, "predictor": {"quantize": "int8"}}, "runs on the CPU only"),
+        ({"predictor": {"device": "cuda", "quantize": "int8"}}, "runs on the CPU only"),
+        ({"predictor": {"dtype": "float16", "quantize": "int8"}}, "quantizes float32 weights"),
     ],
 )
 def test_chart_refuses_combinations_that_cannot_work(values, reason):
