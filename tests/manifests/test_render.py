@@ -88,6 +88,31 @@ def test_values_schema_is_strict_at_every_level():
     walk(schema, "#")
 
 
+def test_values_schema_defines_what_repeats_once():
+    schema = json.loads((render.CHART / "values.schema.json").read_text())
+    seen: dict[str, list[str]] = {}
+    refs: set[str] = set()
+
+    def walk(node, where):
+        if isinstance(node, dict):
+            if "$ref" in node:
+                refs.add(node["$ref"])
+            if "properties" in node or "items" in node:
+                seen.setdefault(json.dumps(node, sort_keys=True), []).append(where)
+            for key, value in node.items():
+                walk(value, f"{where}/{key}")
+        elif isinstance(node, list):
+            for i, value in enumerate(node):
+                walk(value, f"{where}[{i}]")
+
+    walk(schema["properties"], "#/properties")
+    walk(schema["definitions"], "#/definitions")
+    repeated = [where for where in seen.values() if len(where) > 1]
+    assert not repeated, f"define these once under definitions and $ref them: {repeated}"
+    defined = {f"#/definitions/{name}" for name in schema["definitions"]}
+    assert refs == defined, f"unknown: {refs - defined}, unused: {defined - refs}"
+
+
 def test_every_value_is_commented():
     lines = (render.CHART / "values.yaml").read_text().splitlines()
     key = re.compile(r"^(\s*)([A-Za-z][\w./-]*):")
@@ -114,6 +139,54 @@ def test_schema_rejects_a_misspelt_value():
         chart.validate_schema({"transformer": {"confidenceThreshold": 1.5}})
 
 
+# One bad value per definition that values.schema.json shares, in each place that uses it:
+# Helm must follow the $ref, not skip it.
+@pytest.mark.parametrize(
+    ("values", "where"),
+    [
+        ({"predictor": {"image": {"pullPolicy": "Sometimes"}}}, "/predictor/image/pullPolicy"),
+        ({"transformer": {"image": {"repository": ""}}}, "/transformer/image/repository"),
+        (
+            {"batch": {"resources": {"limits": {"cpu": "two"}, "requests": {}}}},
+            "/batch/resources/limits/cpu",
+        ),
+        (
+            {"transformer": {"resources": {"requests": {"gpu": "1"}, "limits": {}}}},
+            "/transformer/resources/requests",
+        ),
+        ({"predictor": {"scratchSizeLimit": "1G"}}, "/predictor/scratchSizeLimit"),
+        ({"transformer": {"extraArgs": ["max_length=64"]}}, "/transformer/extraArgs/0"),
+        ({"batch": {"extraEnv": [{"name": "1X", "value": "v"}]}}, "/batch/extraEnv/0/name"),
+        (
+            {"predictor": {"tolerations": [{"operator": "Maybe"}]}},
+            "/predictor/tolerations/0/operator",
+        ),
+    ],
+)
+def test_schema_refuses_a_bad_shared_part_wherever_it_is_used(values, where):
+    import helm_python
+
+    chart = helm_python.Chart.load(str(render.CHART))
+    with pytest.raises(helm_python.HelmError, match=re.escape(where)):
+        chart.validate_schema(values)
+
+
+@pytest.mark.parametrize(
+    ("values", "where"),
+    [
+        ({"predictor": {"quantize": "int4"}}, "/predictor/quantize"),
+        ({"predictor": {"compile": "script"}}, "/predictor/compile"),
+        ({"predictor": {"forwardWorkers": -1}}, "/predictor/forwardWorkers"),
+        ({"transformer": {"maxRequestBytes": "8Mi"}}, "/transformer/maxRequestBytes"),
+    ],
+)
+def test_schema_refuses_a_tuning_value_the_server_would_refuse(values, where):
+    import helm_python
+
+    with pytest.raises(helm_python.HelmError, match=re.escape(where)):
+        render.render_chart(values)
+
+
 @pytest.mark.parametrize(
     ("values", "reason"),
     [
@@ -128,6 +201,9 @@ def test_schema_rejects_a_misspelt_value():
         ({"predictor": {"minReplicas": 0}}, "needs autoscaling.class=knative"),
         ({"predictor": {"scaleMetric": "concurrency"}}, "cpu or memory only"),
         ({"gpu": {"enabled": True}, "predictor": {"device": "cpu"}}, "leave predictor.device"),
+        ({"gpu": {"enabled": True}, "predictor": {"quantize": "int8"}}, "runs on the CPU only"),
+        ({"predictor": {"device": "cuda", "quantize": "int8"}}, "runs on the CPU only"),
+        ({"predictor": {"dtype": "float16", "quantize": "int8"}}, "quantizes float32 weights"),
     ],
 )
 def test_chart_refuses_combinations_that_cannot_work(values, reason):

@@ -197,5 +197,12 @@ terminationGracePeriodSeconds: {{ add .Values.drain.preStopSleepSeconds .Values.
 {{- if and .Values.gpu.enabled (or .Values.predictor.device .Values.predictor.dtype) }}
 {{- fail "gpu.enabled sets --device=cuda and --dtype=gpu.dtype: leave predictor.device and predictor.dtype empty" }}
 {{- end }}
+{{- $quantize := .Values.predictor.quantize }}
+{{- if and $quantize (ne $quantize "none") (or .Values.gpu.enabled (eq .Values.predictor.device "cuda")) }}
+{{- fail (printf "predictor.quantize=%s runs on the CPU only: on a GPU leave it empty (gpu.dtype halves the weights)" $quantize) }}
+{{- end }}
+{{- if and $quantize (ne $quantize "none") (has .Values.predictor.dtype (list "float16" "bfloat16")) }}
+{{- fail (printf "predictor.quantize=%s quantizes float32 weights: leave predictor.dtype empty, auto or float32" $quantize) }}
+{{- end }}
 {{- include "kserve-kit.policyValidate" . }}
 {{- end }}
