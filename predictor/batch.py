@@ -313,6 +313,7 @@ class Scorer:
         self.rows_per_forward = runtime.max_batch_size
         self.encoder = TextEncoder(info, max_length)
         self.runtime = TorchRuntime.load(runtime)
+        print(f"scoring with {self.runtime.summary}", file=sys.stderr)
 
     def logits(self, texts: list[str]):
         """float32 logits `[N, C]` for `texts`, in their order. Texts of similar length share a

@@ -352,6 +352,7 @@ class TorchRuntime:
     forward_workers: int = 1
     traced: torch.jit.ScriptModule | None = None
     dtype: str = "float32"  # what serves (after --dtype auto and the check against float32)
+    summary: str = ""  # what serves and why, in words: the start-up line
 
     @classmethod
     def load(cls, config: PredictorConfig) -> TorchRuntime:
@@ -371,19 +372,14 @@ class TorchRuntime:
         workers = resolve_forward_workers(
             config.forward_workers, device, threads, traced is not None
         )
-        log.info(
-            "serving %s on %s: %s%s, %s, %d threads, %d forward workers, OMP_WAIT_POLICY=%s "
-            "(dtype: %s)",
-            config.model_dir,
-            device,
-            dtype,
-            " with int8 dynamic quantization" if quantize == "int8" else "",
-            "traced" if traced is not None else "eager",
-            threads,
-            workers,
-            os.environ.get("OMP_WAIT_POLICY", "unset"),
-            why,
+        summary = (
+            f"{config.model_dir} on {device}: {dtype}"
+            f"{' with int8 dynamic quantization' if quantize == 'int8' else ''}, "
+            f"{'traced' if traced is not None else 'eager'}, {threads} threads, {workers} "
+            f"forward workers, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')} "
+            f"(dtype: {why})"
         )
+        log.info("serving %s", summary)
         return cls(
             model=model,
             device=device,
@@ -391,6 +387,7 @@ class TorchRuntime:
             forward_workers=workers,
             traced=traced,
             dtype=dtype,
+            summary=summary,
         )
 
     def thread_plan(self, workers: int) -> Callable[[bool], None]:
