@@ -114,13 +114,13 @@ def ratios(data: dict, rounds: list[dict]) -> list[dict]:
         )
 
     add(
-        f"chain c=16 throughput / raw batched {ref} forward (b=16)",
+        f"chain c=16 throughput / raw batched forward, {ref} (b=16)",
         per_round(lambda r: thr(r, "chain/grpc/c16") / raw(r, ref, 16)),
         ">=",
         0.85,
     )
     add(
-        f"predictor alone c=16 throughput / raw batched {ref} forward (b=16)",
+        f"predictor alone c=16 throughput / raw batched forward, {ref} (b=16)",
         per_round(lambda r: thr(r, "predictor/grpc/c16") / raw(r, ref, 16)),
         ">=",
         0.90,

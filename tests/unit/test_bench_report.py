@@ -93,3 +93,21 @@ def test_the_latency_target_is_a_difference_in_milliseconds():
     assert got["unit"] == "ms"
     assert got["value"] == pytest.approx(2.5)
     assert got["met"] is True
+
+
+def test_served_targets_are_held_to_the_raw_forward_of_the_type_the_predictor_serves():
+    rounds = [[served("chain", 16, 300), raw("fp32", 16, 100), raw("bf16", 16, 400)]]
+    data = {**run(rounds), "raw_reference": "bf16", "machine": {"precision": {"native_bf16": True}}}
+    summary = report.summarize(data)
+    chain = ratio(summary, "chain c=16 throughput / raw batched forward, bf16")
+    assert chain["value"] == pytest.approx(0.75)
+    speedup = ratio(summary, "bf16 raw throughput / fp32 raw")
+    assert speedup["value"] == pytest.approx(4.0) and speedup["met"]
+    assert "emulated" not in speedup["name"]
+
+
+def test_bf16_on_a_cpu_without_native_support_is_labelled_emulated():
+    rounds = [[raw("fp32", 16, 100), raw("bf16", 16, 10)]]
+    data = {**run(rounds), "machine": {"precision": {"native_bf16": False}}}
+    speedup = ratio(report.summarize(data), "bf16 raw throughput / fp32 raw")
+    assert "not supported on this CPU" in speedup["name"] and not speedup["met"]
