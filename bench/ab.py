@@ -34,7 +34,7 @@ from pathlib import Path
 import bench._kserve_argv  # noqa: F401  (before anything that imports kserve's parser)
 from bench import loadgen
 from bench.inputs import make_texts, tokenize
-from bench.procs import chain_servers
+from bench.procs import READY_TIMEOUT_S, STOP_TIMEOUT_S, chain_servers, cpu_seconds
 from tests.support import otlp
 
 REPO = Path(__file__).resolve().parents[1]
@@ -85,8 +85,8 @@ async def run(args: argparse.Namespace, sink: otlp.Collector) -> dict:
     clients = []
     try:
         for predictor, transformer in pairs:
-            predictor.start().wait_ready()
-            transformer.start().wait_ready()
+            predictor.start().wait_ready(READY_TIMEOUT_S)
+            transformer.start().wait_ready(READY_TIMEOUT_S)
         cells = []
         for i, (predictor, transformer) in enumerate(pairs):
             for target in args.targets:
@@ -108,9 +108,9 @@ async def run(args: argparse.Namespace, sink: otlp.Collector) -> dict:
             rng.shuffle(order)
             for i, target, c, client, measured in order:
                 await loadgen.closed_loop(client.call, c, args.warmup_s, record=False)
-                cpu0 = sum(s.cpu_seconds() for s in measured)
+                cpu0 = sum(cpu_seconds(s) for s in measured)
                 out = await loadgen.closed_loop(client.call, c, args.seconds)
-                cpu = sum(s.cpu_seconds() for s in measured) - cpu0
+                cpu = sum(cpu_seconds(s) for s in measured) - cpu0
                 results.setdefault((target, c, i), []).append(
                     {
                         "throughput": out.throughput,
@@ -125,8 +125,8 @@ async def run(args: argparse.Namespace, sink: otlp.Collector) -> dict:
         for client in clients:
             await client.close()
         for predictor, transformer in pairs:
-            transformer.stop()
-            predictor.stop()
+            transformer.stop(STOP_TIMEOUT_S)
+            predictor.stop(STOP_TIMEOUT_S)
     return results
 
 
