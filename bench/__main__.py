@@ -29,7 +29,6 @@ from pathlib import Path
 
 import aiohttp
 
-import bench._kserve_argv  # noqa: F401  (before anything that imports kserve's parser)
 from bench import loadgen, report
 from bench.inputs import make_texts, tokenize
 from bench.procs import (

@@ -31,7 +31,6 @@ import statistics
 import sys
 from pathlib import Path
 
-import bench._kserve_argv  # noqa: F401  (before anything that imports kserve's parser)
 from bench import loadgen
 from bench.inputs import make_texts, tokenize
 from bench.procs import READY_TIMEOUT_S, STOP_TIMEOUT_S, chain_servers, cpu_seconds

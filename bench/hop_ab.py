@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 
-import bench._kserve_argv  # noqa: F401  (before anything that imports kserve's parser)
 from bench import loadgen
 from bench.procs import READY_TIMEOUT_S, STOP_TIMEOUT_S, chain_servers
 
