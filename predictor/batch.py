@@ -39,6 +39,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from kserve_kit.cli import add_model_dir_argument
+from kserve_kit.contract import DEFAULT_MODEL_NAME
 from kserve_kit.modeldir import ModelInfo
 from kserve_kit.policy import DecisionPolicy
 from kserve_kit.settings import TextSettings, add_text_arguments
@@ -46,8 +48,7 @@ from kserve_kit.shards import INDEX_ENV, ShardSpec, parse_shard
 from kserve_kit.tokenization import TextEncoder
 from predictor.batch_progress import Progress
 from predictor.batch_storage import Url, is_url
-from predictor.config import PredictorConfig
-from predictor.config import build_parser as predictor_parser
+from predictor.config import PredictorConfig, add_runtime_arguments
 
 CHECKPOINT_VERSION = 2  # 2: rows carry policy_version, the checkpoint records it
 # Testing hook: "after-write:N" kills this process with SIGKILL once chunk N's rows are written
@@ -511,31 +512,14 @@ def _output_path(text: str) -> Path | Url:
     return _location(text.replace("{date}", time.strftime("%Y-%m-%d", time.gmtime())))
 
 
-# The predictor flags that the batch command uses; the rest are KServe's server flags.
-_RUNTIME_FLAGS = {
-    "model_dir",
-    "device",
-    "dtype",
-    "quantize",
-    "compile",
-    "max_batch_size",
-    "torch_threads",
-    "help",
-}
-
-
 def offline_parser(description: str, policy_file: bool = True) -> argparse.ArgumentParser:
     """The predictor's runtime flags and the transformer's text flags, for a command that
-    scores in-process (this one, `predictor.calibrate`)."""
-    parser = argparse.ArgumentParser(
-        description=description,
-        parents=[predictor_parser()],  # brings -h/--help along
-        add_help=False,
-        allow_abbrev=False,
-    )
-    for action in parser._actions:  # server flags mean nothing offline: hide them from --help
-        if action.dest not in _RUNTIME_FLAGS and action.container is not parser:
-            action.help = argparse.SUPPRESS
+    scores in-process (this one, `predictor.calibrate`): no server flags, so building it does
+    not import KServe's server."""
+    # No abbreviations: a misspelt flag in a manifest must fail, not match a longer one.
+    parser = argparse.ArgumentParser(description=description, allow_abbrev=False)
+    add_model_dir_argument(parser)
+    add_runtime_arguments(parser)
     add_text_arguments(parser, policy_file=policy_file)
     parser.add_argument(
         "--progress",
@@ -543,8 +527,11 @@ def offline_parser(description: str, policy_file: bool = True) -> argparse.Argum
         default="auto",
         help="progress bar on stderr; auto: when stderr is a terminal",
     )
-    # Offline there is no one to wait for: forwards of 64 rows, no batching delay.
-    parser.set_defaults(max_batch_size=64, max_batch_delay_ms=0.0)
+    # Offline there is no one to wait for: forwards of 64 rows, no batching delay, one forward
+    # at a time. PredictorConfig reads these though no flag sets them here.
+    parser.set_defaults(
+        model_name=DEFAULT_MODEL_NAME, max_batch_size=64, max_batch_delay_ms=0.0, forward_workers=0
+    )
     return parser
 
 
