@@ -370,63 +370,16 @@ def run_local(config: BatchConfig) -> Checkpoint:
     scorer = Scorer(config.runtime, info, config.text.max_length, policy)
     config.output.parent.mkdir(parents=True, exist_ok=True)
     sink = Sink(config.output, info.labels, resume)
-    state = resume or Checkpoint(
-        input=str(config.input.resolve()),
-        input_size=input_size,
-        model_version=info.version,
-        records_done=0,
-        input_offset=0,
-        output_bytes=0,
-        errors_bytes=0,
-        rows_scored=0,
-        rows_bad=0,
-        rows_others=0,
-        policy_version=policy.version,
-    )
+    state = resume or _first_checkpoint(config, input_size, info.version, policy.version)
     state.output_bytes, state.errors_bytes = sink.sync()
     _save_checkpoint(checkpoint_path, state)
 
-    if input_format == "jsonl":
-        records = read_jsonl(
-            config.input, state.input_offset, state.records_done, config.text_column,
-            config.id_column,
-        )  # fmt: skip
-    else:
-        records = read_csv(config.input, state.records_done, config.text_column, config.id_column)
+    records = _records(config, input_format, state)
     progress = _progress(config, input_format, state)
-    fault_chunk, chunks = _fault_after_write(), 0
     started, scored_before = time.perf_counter(), state.rows_scored
-
-    def flush(rows: list[Row], bad: list[BadRow], last_line: int, offset: int) -> None:
-        nonlocal chunks
-        if rows:
-            decisions = scorer.score(rows)
-            sink.write(rows, decisions, info.version, policy.version)
-            state.rows_others += decisions.labels.count(policy.others_label)
-        sink.write_errors(bad)
-        chunks += 1
-        if fault_chunk is not None and chunks == fault_chunk:
-            sink.sync()
-            os.kill(os.getpid(), signal.SIGKILL)
-        state.output_bytes, state.errors_bytes = sink.sync()
-        state.records_done, state.input_offset = last_line, offset
-        state.rows_scored += len(rows)
-        state.rows_bad += len(bad)
-        _save_checkpoint(checkpoint_path, state)
-        if progress is not None:
-            progress.update(len(rows) + len(bad))
-
-    rows: list[Row] = []
-    bad: list[BadRow] = []
-    last_line, offset = state.records_done, state.input_offset
-    for offset_after, record in records:
-        (rows if isinstance(record, Row) else bad).append(record)
-        last_line, offset = record.line, offset_after or offset
-        if len(rows) + len(bad) >= config.chunk_rows:
-            flush(rows, bad, last_line, offset)
-            rows, bad = [], []
-    if rows or bad:
-        flush(rows, bad, last_line, offset)
+    committer = _Committer(scorer, sink, state, checkpoint_path, progress)
+    for chunk in _chunks(records, config.chunk_rows, state.records_done, state.input_offset):
+        committer.commit(chunk)
 
     sink.close()
     if progress is not None:
@@ -438,6 +391,108 @@ def run_local(config: BatchConfig) -> Checkpoint:
         file=sys.stderr,
     )
     return state
+
+
+def _first_checkpoint(
+    config: BatchConfig, input_size: int, version: str, policy_version: str
+) -> Checkpoint:
+    """A run's state before its first chunk: nothing read, nothing written."""
+    return Checkpoint(
+        input=str(config.input.resolve()),
+        input_size=input_size,
+        model_version=version,
+        records_done=0,
+        input_offset=0,
+        output_bytes=0,
+        errors_bytes=0,
+        rows_scored=0,
+        rows_bad=0,
+        rows_others=0,
+        policy_version=policy_version,
+    )
+
+
+def _records(
+    config: BatchConfig, input_format: str, state: Checkpoint
+) -> Iterator[tuple[int, Row | BadRow]]:
+    """The input's records after those the checkpoint counts as done."""
+    if input_format == "jsonl":
+        return read_jsonl(
+            config.input, state.input_offset, state.records_done, config.text_column,
+            config.id_column,
+        )  # fmt: skip
+    return read_csv(config.input, state.records_done, config.text_column, config.id_column)
+
+
+@dataclass
+class Chunk:
+    """Records scored and checkpointed together, and the input position after the last."""
+
+    rows: list[Row]
+    bad: list[BadRow]
+    last_line: int
+    offset: int  # bytes of input consumed (JSONL); CSV keeps the previous one
+
+
+def _chunks(
+    records: Iterator[tuple[int, Row | BadRow]], chunk_rows: int, last_line: int, offset: int
+) -> Iterator[Chunk]:
+    """`records` in chunks of `chunk_rows`, good and bad rows counted alike; the last chunk may
+    be shorter. Lazy: a chunk is committed before the next one is read."""
+    rows: list[Row] = []
+    bad: list[BadRow] = []
+    for offset_after, record in records:
+        (rows if isinstance(record, Row) else bad).append(record)
+        last_line, offset = record.line, offset_after or offset
+        if len(rows) + len(bad) >= chunk_rows:
+            yield Chunk(rows, bad, last_line, offset)
+            rows, bad = [], []
+    if rows or bad:
+        yield Chunk(rows, bad, last_line, offset)
+
+
+class _Committer:
+    """Scores each chunk, appends it to the outputs, makes them durable, then checkpoints: a
+    crash at any point leaves a checkpoint that the outputs reach at least."""
+
+    def __init__(
+        self,
+        scorer: Scorer,
+        sink: Sink,
+        state: Checkpoint,
+        checkpoint_path: Path,
+        progress: Progress | None,
+    ):
+        self.scorer = scorer
+        self.sink = sink
+        self.state = state
+        self.checkpoint_path = checkpoint_path
+        self.progress = progress
+        self.fault_chunk = _fault_after_write()
+        self.chunks = 0
+
+    def commit(self, chunk: Chunk) -> None:
+        state, policy = self.state, self.scorer.policy
+        if chunk.rows:
+            decisions = self.scorer.score(chunk.rows)
+            self.sink.write(chunk.rows, decisions, self.scorer.info.version, policy.version)
+            state.rows_others += decisions.labels.count(policy.others_label)
+        self.sink.write_errors(chunk.bad)
+        self.chunks += 1
+        if self.chunks == self.fault_chunk:
+            self._crash()
+        state.output_bytes, state.errors_bytes = self.sink.sync()
+        state.records_done, state.input_offset = chunk.last_line, chunk.offset
+        state.rows_scored += len(chunk.rows)
+        state.rows_bad += len(chunk.bad)
+        _save_checkpoint(self.checkpoint_path, state)
+        if self.progress is not None:
+            self.progress.update(len(chunk.rows) + len(chunk.bad))
+
+    def _crash(self) -> None:
+        """The testing hook (FAULT_ENV): die with this chunk written and not checkpointed."""
+        self.sink.sync()
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def summary(state, scored_before: int, started: float, errors: str, policy, info) -> str:
