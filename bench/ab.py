@@ -74,7 +74,7 @@ async def run(args: argparse.Namespace, sink: otlp.Collector) -> dict:
         chain_servers(args.model_dir, logs, flags, f"-{i}", MODEL_NAME, tree, t_flags)
         for i, (_, tree, flags, t_flags) in enumerate(settings)
     ]
-    for (env, _, _), servers in zip(settings, pairs, strict=True):
+    for (env, *_), servers in zip(settings, pairs, strict=True):
         if "otlp" in env.get("OTEL_TRACES_EXPORTER", "") and not any(
             k.startswith("OTEL_EXPORTER_OTLP_") and k.endswith("ENDPOINT") for k in env
         ):
