@@ -31,11 +31,18 @@ from pathlib import Path
 
 import aiohttp
 
-import bench._kserve_argv  # noqa: F401  (before anything that imports kserve's parser)
 from bench import loadgen, report
 from bench.inputs import make_texts, tokenize
-from bench.procs import RssSampler, Server, chain_servers, free_port
+from bench.procs import (
+    READY_TIMEOUT_S,
+    STOP_TIMEOUT_S,
+    RssSampler,
+    chain_servers,
+    cpu_seconds,
+    processes,
+)
 from predictor.config import COMPILE_MODES, DTYPES
+from tests.support.servers import Server, free_port, model_ready_path
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL_NAME = "text-classifier"
@@ -160,7 +167,6 @@ def parse_args(argv: list[str] | None = None) -> Settings:
 
 
 def make_servers(s: Settings, logs: Path) -> dict[str, Server]:
-    py = sys.executable
     env = {"OMP_WAIT_POLICY": "PASSIVE"}
     servers: dict[str, Server] = {}
     servers["predictor"], servers["transformer"] = chain_servers(
@@ -177,8 +183,6 @@ def make_servers(s: Settings, logs: Path) -> dict[str, Server]:
     unbatched = Server(
         "unbatched",
         [
-            py,
-            "-m",
             "bench.peers.kserve_unbatched",
             "--model_dir",
             str(s.model_dir),
@@ -197,6 +201,7 @@ def make_servers(s: Settings, logs: Path) -> dict[str, Server]:
         u_grpc,
         logs / "unbatched.log",
         env=env,
+        ready_path=model_ready_path(MODEL_NAME),
         cwd=REPO,
     )
     if "unbatched" in s.targets:
@@ -219,7 +224,6 @@ def make_servers(s: Settings, logs: Path) -> dict[str, Server]:
         servers["pytriton"] = Server(
             "pytriton",
             [
-                str(tpy),
                 str(REPO / "bench" / "peers" / "pytriton_server.py"),
                 "--model_dir",
                 str(s.model_dir),
@@ -242,7 +246,9 @@ def make_servers(s: Settings, logs: Path) -> dict[str, Server]:
             x_grpc,
             logs / "pytriton.log",
             env={**env, "LD_LIBRARY_PATH": ld_path},
+            ready_path=model_ready_path(MODEL_NAME),
             cwd=REPO,
+            launcher=(str(tpy),),
         )
     return servers
 
@@ -365,14 +371,12 @@ def build_targets(s: Settings, servers: dict[str, Server], texts: list[str]) -> 
         )
     if s.rest_concurrency and "chain" in s.targets:
         targets.append(
-            Target("chain", "rest", [t, p], loadgen.RestTarget(t.http_url, MODEL_NAME, text_bodies))
+            Target("chain", "rest", [t, p], loadgen.RestTarget(t.url, MODEL_NAME, text_bodies))
         )
         for name, _, bodies in peers:
             server = servers[name]
             targets.append(
-                Target(
-                    name, "rest", [server], loadgen.RestTarget(server.http_url, MODEL_NAME, bodies)
-                )
+                Target(name, "rest", [server], loadgen.RestTarget(server.url, MODEL_NAME, bodies))
             )
     return targets
 
@@ -381,7 +385,7 @@ async def batch_counters(server: Server) -> tuple[float, float]:
     """(forwards, rows) so far, from the predictor's batch-size histogram on /metrics."""
     count = total = 0.0
     async with aiohttp.ClientSession() as session:
-        async with session.get(f"{server.http_url}/metrics") as response:
+        async with session.get(f"{server.url}/metrics") as response:
             text = await response.text()
     for line in text.splitlines():
         if line.startswith("kserve_kit_predictor_batch_rows_count"):
@@ -397,11 +401,11 @@ async def run_cell(s: Settings, target: Target, concurrency: int, sampler: RssSa
     predictor = next((server for server in target.servers if server.name == "predictor"), None)
     batches0 = await batch_counters(predictor) if predictor else None
     sampler.active = names
-    cpu0 = {server.name: server.cpu_seconds() for server in target.servers}
+    cpu0 = {server.name: cpu_seconds(server) for server in target.servers}
     client_cpu0 = time.process_time()
     result = await loadgen.closed_loop(target.client.call, concurrency, s.seconds)
     client_cpu = time.process_time() - client_cpu0
-    cpu = {server.name: server.cpu_seconds() - cpu0[server.name] for server in target.servers}
+    cpu = {server.name: cpu_seconds(server) - cpu0[server.name] for server in target.servers}
     sampler.active = set()
     n = max(result.requests, 1)
     rows_per_forward = None
@@ -451,10 +455,10 @@ async def run(s: Settings) -> dict:
                 servers[name].start()
         if "raw" in s.targets:
             workers = {k: RawWorker(s, k, logs) for k in raw_kinds(s.device)}
-        servers["predictor"].wait_ready()
+        servers["predictor"].wait_ready(READY_TIMEOUT_S)
         servers["transformer"].start()
         for server in servers.values():
-            server.wait_ready()
+            server.wait_ready(READY_TIMEOUT_S)
         served = served_dtype(servers["predictor"])
         raw_info = {w.label: w.ready() for w in workers.values()}
         accuracy = {w.label: w.ask(cmd="accuracy") for w in workers.values()}
@@ -495,7 +499,7 @@ async def run(s: Settings) -> dict:
         for worker in workers.values():
             worker.stop()
         for server in reversed(list(servers.values())):
-            server.stop()
+            server.stop(STOP_TIMEOUT_S)
 
     return {
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(s).items()},
@@ -517,7 +521,7 @@ def server_hwm(server: Server) -> int:
     """The kernel's high-water mark of resident memory (VmHWM), summed over the server's
     processes: the peak over the whole life, start-up included."""
     total = 0
-    for proc in server.processes():
+    for proc in processes(server):
         try:
             for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
                 if line.startswith("VmHWM:"):

@@ -31,10 +31,9 @@ import statistics
 import sys
 from pathlib import Path
 
-import bench._kserve_argv  # noqa: F401  (before anything that imports kserve's parser)
 from bench import loadgen
 from bench.inputs import make_texts, tokenize
-from bench.procs import chain_servers
+from bench.procs import READY_TIMEOUT_S, STOP_TIMEOUT_S, chain_servers, cpu_seconds
 from tests.support import otlp
 
 REPO = Path(__file__).resolve().parents[1]
@@ -76,7 +75,7 @@ async def run(args: argparse.Namespace, sink: otlp.Collector) -> dict:
         chain_servers(args.model_dir, logs, flags, f"-{i}", MODEL_NAME, tree, t_flags)
         for i, (_, tree, flags, t_flags) in enumerate(settings)
     ]
-    for (env, _, _, _), servers in zip(settings, pairs, strict=True):
+    for (env, *_), servers in zip(settings, pairs, strict=True):
         if "otlp" in env.get("OTEL_TRACES_EXPORTER", "") and not any(
             k.startswith("OTEL_EXPORTER_OTLP_") and k.endswith("ENDPOINT") for k in env
         ):
@@ -86,8 +85,8 @@ async def run(args: argparse.Namespace, sink: otlp.Collector) -> dict:
     clients = []
     try:
         for predictor, transformer in pairs:
-            predictor.start().wait_ready()
-            transformer.start().wait_ready()
+            predictor.start().wait_ready(READY_TIMEOUT_S)
+            transformer.start().wait_ready(READY_TIMEOUT_S)
         cells = []
         for i, (predictor, transformer) in enumerate(pairs):
             for target in args.targets:
@@ -112,9 +111,9 @@ async def run(args: argparse.Namespace, sink: otlp.Collector) -> dict:
             rng.shuffle(order)
             for i, target, c, client, measured in order:
                 await loadgen.closed_loop(client.call, c, args.warmup_s, record=False)
-                cpu0 = [s.cpu_seconds() for s in measured]
+                cpu0 = [cpu_seconds(s) for s in measured]
                 out = await loadgen.closed_loop(client.call, c, args.seconds)
-                cpus = [s.cpu_seconds() - c0 for s, c0 in zip(measured, cpu0, strict=True)]
+                cpus = [cpu_seconds(s) - c0 for s, c0 in zip(measured, cpu0, strict=True)]
                 cpu = sum(cpus)
                 results.setdefault((target, c, i), []).append(
                     {
@@ -132,8 +131,8 @@ async def run(args: argparse.Namespace, sink: otlp.Collector) -> dict:
         for client in clients:
             await client.close()
         for predictor, transformer in pairs:
-            transformer.stop()
-            predictor.stop()
+            transformer.stop(STOP_TIMEOUT_S)
+            predictor.stop(STOP_TIMEOUT_S)
     return results
 
 

@@ -26,7 +26,6 @@ from pathlib import Path
 
 import numpy as np
 
-import bench._kserve_argv  # noqa: F401  (before predictor.config)
 from bench.inputs import make_texts
 from bench.raw import measure, prepared
 from predictor import precision
@@ -125,7 +124,7 @@ def agreement(reference: dict, other: dict) -> dict:
 def resident_mb(model_dir: Path, dtype: str, quantize: str, threads: int) -> float:
     """The resident size of a process that loaded the model in this type and warmed it up."""
     code = (
-        "import bench._kserve_argv, sys\n"
+        "import sys\n"
         "from bench.dtype import load\n"
         "from pathlib import Path\n"
         f"rt = load(Path({str(model_dir)!r}), {dtype!r}, {quantize!r}, {threads})\n"

@@ -20,9 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-import bench._kserve_argv  # noqa: F401  (before anything that imports kserve's parser)
 from bench import loadgen
-from bench.procs import chain_servers
+from bench.procs import READY_TIMEOUT_S, STOP_TIMEOUT_S, chain_servers
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL_NAME = "text-classifier"
@@ -47,7 +46,7 @@ async def run(args) -> dict[str, list[float]]:
     logs = args.out / "hop-ab-logs"
     logs.mkdir(parents=True, exist_ok=True)
     predictor, _ = chain_servers(args.model_dir, logs, ["--torch_threads", "1"], "-hop", cwd=REPO)
-    predictor.start().wait_ready()
+    predictor.start().wait_ready(READY_TIMEOUT_S)
     request = token_request()
     clients = {
         "single (pick_first, no retries)": PredictorClient(
@@ -84,7 +83,7 @@ async def run(args) -> dict[str, list[float]]:
     finally:
         for client in clients.values():
             await client.close()
-        predictor.stop()
+        predictor.stop(STOP_TIMEOUT_S)
     return results, cpu
 
 

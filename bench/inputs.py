@@ -13,6 +13,8 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from kserve_kit.demo.build import load_examples
+from kserve_kit.modeldir import ModelInfo
+from kserve_kit.tokenization import TextEncoder
 
 TARGET_TOKENS = 64
 
@@ -40,10 +42,8 @@ def make_texts(
 
 
 def tokenize(model_dir: Path, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Each text's ids and mask, one row per text, padded to the longest of them."""
-    tokenizer = Tokenizer.from_file(str(Path(model_dir) / "tokenizer.json"))
-    tokenizer.enable_padding(pad_id=0)
-    encodings = tokenizer.encode_batch(texts)
-    ids = np.array([e.ids for e in encodings], dtype=np.int64)
-    mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
-    return ids, mask
+    """Each text's ids and mask, one row per text, padded to the longest of them, by the
+    transformer's `TextEncoder`. At most TARGET_TOKENS each: the token targets (predictor,
+    raw) have always been cut there, by the demo tokenizer.json's own truncation at 64."""
+    encoded = TextEncoder(ModelInfo.load(Path(model_dir)), TARGET_TOKENS).encode(texts)
+    return encoded.input_ids, encoded.attention_mask

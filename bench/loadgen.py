@@ -19,8 +19,14 @@ from dataclasses import dataclass
 import aiohttp
 import grpc
 import numpy as np
-from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
-from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
+
+from kserve_kit.serving import import_model_server
+
+# Importing any part of kserve imports its server module, which parses sys.argv: the bench's
+# own flags would be read as KServe's. The kit's helper imports it with them hidden.
+import_model_server()
+from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb  # noqa: E402
+from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub  # noqa: E402
 
 # A bound on each cell besides its duration: no loop runs unbounded.
 MAX_REQUESTS_PER_CELL = 200_000

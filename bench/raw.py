@@ -23,7 +23,6 @@ import threading
 import time
 from pathlib import Path
 
-import bench._kserve_argv  # noqa: F401  (before predictor.config)
 from bench.inputs import make_texts, tokenize
 from predictor.config import COMPILE_MODES, DTYPES, PredictorConfig
 from predictor.runtime import TorchRuntime

@@ -33,11 +33,7 @@ def base_parser(description: str) -> argparse.ArgumentParser:
         description=description, parents=[model_server.parser], allow_abbrev=False
     )
     parser.set_defaults(model_name=DEFAULT_MODEL_NAME)
-    parser.add_argument(
-        "--model_dir",
-        default="/mnt/models",
-        help="Hugging Face model directory (KServe's storage initializer mounts it at /mnt/models)",
-    )
+    add_model_dir_argument(parser)
     # KServe's ModelServer takes a grace period but its parser has no flag for it.
     parser.add_argument(
         "--grace_period",
@@ -73,6 +69,15 @@ def base_parser(description: str) -> argparse.ArgumentParser:
         "off, those calls answer 403: anyone who reaches the port could unload the model",
     )
     return parser
+
+
+def add_model_dir_argument(parser: argparse.ArgumentParser) -> None:
+    """--model_dir: the servers' and the in-process commands' (predictor.batch, calibrate)."""
+    parser.add_argument(
+        "--model_dir",
+        default="/mnt/models",
+        help="Hugging Face model directory (KServe's storage initializer mounts it at /mnt/models)",
+    )
 
 
 def parse_or_exit(parser: argparse.ArgumentParser, argv: Sequence[str] | None, check) -> tuple:

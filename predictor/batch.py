@@ -39,6 +39,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from kserve_kit.cli import add_model_dir_argument
+from kserve_kit.contract import DEFAULT_MODEL_NAME
 from kserve_kit.modeldir import ModelInfo
 from kserve_kit.policy import DecisionPolicy
 from kserve_kit.settings import TextSettings, add_text_arguments
@@ -46,8 +48,7 @@ from kserve_kit.shards import INDEX_ENV, ShardSpec, parse_shard
 from kserve_kit.tokenization import TextEncoder
 from predictor.batch_progress import Progress
 from predictor.batch_storage import Url, is_url
-from predictor.config import PredictorConfig
-from predictor.config import build_parser as predictor_parser
+from predictor.config import PredictorConfig, add_runtime_arguments
 
 CHECKPOINT_VERSION = 2  # 2: rows carry policy_version, the checkpoint records it
 # Testing hook: "after-write:N" kills this process with SIGKILL once chunk N's rows are written
@@ -370,63 +371,16 @@ def run_local(config: BatchConfig) -> Checkpoint:
     scorer = Scorer(config.runtime, info, config.text.max_length, policy)
     config.output.parent.mkdir(parents=True, exist_ok=True)
     sink = Sink(config.output, info.labels, resume)
-    state = resume or Checkpoint(
-        input=str(config.input.resolve()),
-        input_size=input_size,
-        model_version=info.version,
-        records_done=0,
-        input_offset=0,
-        output_bytes=0,
-        errors_bytes=0,
-        rows_scored=0,
-        rows_bad=0,
-        rows_others=0,
-        policy_version=policy.version,
-    )
+    state = resume or _first_checkpoint(config, input_size, info.version, policy.version)
     state.output_bytes, state.errors_bytes = sink.sync()
     _save_checkpoint(checkpoint_path, state)
 
-    if input_format == "jsonl":
-        records = read_jsonl(
-            config.input, state.input_offset, state.records_done, config.text_column,
-            config.id_column,
-        )  # fmt: skip
-    else:
-        records = read_csv(config.input, state.records_done, config.text_column, config.id_column)
+    records = _records(config, input_format, state)
     progress = _progress(config, input_format, state)
-    fault_chunk, chunks = _fault_after_write(), 0
     started, scored_before = time.perf_counter(), state.rows_scored
-
-    def flush(rows: list[Row], bad: list[BadRow], last_line: int, offset: int) -> None:
-        nonlocal chunks
-        if rows:
-            decisions = scorer.score(rows)
-            sink.write(rows, decisions, info.version, policy.version)
-            state.rows_others += decisions.labels.count(policy.others_label)
-        sink.write_errors(bad)
-        chunks += 1
-        if fault_chunk is not None and chunks == fault_chunk:
-            sink.sync()
-            os.kill(os.getpid(), signal.SIGKILL)
-        state.output_bytes, state.errors_bytes = sink.sync()
-        state.records_done, state.input_offset = last_line, offset
-        state.rows_scored += len(rows)
-        state.rows_bad += len(bad)
-        _save_checkpoint(checkpoint_path, state)
-        if progress is not None:
-            progress.update(len(rows) + len(bad))
-
-    rows: list[Row] = []
-    bad: list[BadRow] = []
-    last_line, offset = state.records_done, state.input_offset
-    for offset_after, record in records:
-        (rows if isinstance(record, Row) else bad).append(record)
-        last_line, offset = record.line, offset_after or offset
-        if len(rows) + len(bad) >= config.chunk_rows:
-            flush(rows, bad, last_line, offset)
-            rows, bad = [], []
-    if rows or bad:
-        flush(rows, bad, last_line, offset)
+    committer = _Committer(scorer, sink, state, checkpoint_path, progress)
+    for chunk in _chunks(records, config.chunk_rows, state.records_done, state.input_offset):
+        committer.commit(chunk)
 
     sink.close()
     if progress is not None:
@@ -438,6 +392,108 @@ def run_local(config: BatchConfig) -> Checkpoint:
         file=sys.stderr,
     )
     return state
+
+
+def _first_checkpoint(
+    config: BatchConfig, input_size: int, version: str, policy_version: str
+) -> Checkpoint:
+    """A run's state before its first chunk: nothing read, nothing written."""
+    return Checkpoint(
+        input=str(config.input.resolve()),
+        input_size=input_size,
+        model_version=version,
+        records_done=0,
+        input_offset=0,
+        output_bytes=0,
+        errors_bytes=0,
+        rows_scored=0,
+        rows_bad=0,
+        rows_others=0,
+        policy_version=policy_version,
+    )
+
+
+def _records(
+    config: BatchConfig, input_format: str, state: Checkpoint
+) -> Iterator[tuple[int, Row | BadRow]]:
+    """The input's records after those the checkpoint counts as done."""
+    if input_format == "jsonl":
+        return read_jsonl(
+            config.input, state.input_offset, state.records_done, config.text_column,
+            config.id_column,
+        )  # fmt: skip
+    return read_csv(config.input, state.records_done, config.text_column, config.id_column)
+
+
+@dataclass
+class Chunk:
+    """Records scored and checkpointed together, and the input position after the last."""
+
+    rows: list[Row]
+    bad: list[BadRow]
+    last_line: int
+    offset: int  # bytes of input consumed (JSONL); CSV keeps the previous one
+
+
+def _chunks(
+    records: Iterator[tuple[int, Row | BadRow]], chunk_rows: int, last_line: int, offset: int
+) -> Iterator[Chunk]:
+    """`records` in chunks of `chunk_rows`, good and bad rows counted alike; the last chunk may
+    be shorter. Lazy: a chunk is committed before the next one is read."""
+    rows: list[Row] = []
+    bad: list[BadRow] = []
+    for offset_after, record in records:
+        (rows if isinstance(record, Row) else bad).append(record)
+        last_line, offset = record.line, offset_after or offset
+        if len(rows) + len(bad) >= chunk_rows:
+            yield Chunk(rows, bad, last_line, offset)
+            rows, bad = [], []
+    if rows or bad:
+        yield Chunk(rows, bad, last_line, offset)
+
+
+class _Committer:
+    """Scores each chunk, appends it to the outputs, makes them durable, then checkpoints: a
+    crash at any point leaves a checkpoint that the outputs reach at least."""
+
+    def __init__(
+        self,
+        scorer: Scorer,
+        sink: Sink,
+        state: Checkpoint,
+        checkpoint_path: Path,
+        progress: Progress | None,
+    ):
+        self.scorer = scorer
+        self.sink = sink
+        self.state = state
+        self.checkpoint_path = checkpoint_path
+        self.progress = progress
+        self.fault_chunk = _fault_after_write()
+        self.chunks = 0
+
+    def commit(self, chunk: Chunk) -> None:
+        state, policy = self.state, self.scorer.policy
+        if chunk.rows:
+            decisions = self.scorer.score(chunk.rows)
+            self.sink.write(chunk.rows, decisions, self.scorer.info.version, policy.version)
+            state.rows_others += decisions.labels.count(policy.others_label)
+        self.sink.write_errors(chunk.bad)
+        self.chunks += 1
+        if self.chunks == self.fault_chunk:
+            self._crash()
+        state.output_bytes, state.errors_bytes = self.sink.sync()
+        state.records_done, state.input_offset = chunk.last_line, chunk.offset
+        state.rows_scored += len(chunk.rows)
+        state.rows_bad += len(chunk.bad)
+        _save_checkpoint(self.checkpoint_path, state)
+        if self.progress is not None:
+            self.progress.update(len(chunk.rows) + len(chunk.bad))
+
+    def _crash(self) -> None:
+        """The testing hook (FAULT_ENV): die with this chunk written and not checkpointed."""
+        self.sink.sync()
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def summary(state, scored_before: int, started: float, errors: str, policy, info) -> str:
@@ -512,31 +568,14 @@ def _output_path(text: str) -> Path | Url:
     return _location(text.replace("{date}", time.strftime("%Y-%m-%d", time.gmtime())))
 
 
-# The predictor flags that the batch command uses; the rest are KServe's server flags.
-_RUNTIME_FLAGS = {
-    "model_dir",
-    "device",
-    "dtype",
-    "quantize",
-    "compile",
-    "max_batch_size",
-    "torch_threads",
-    "help",
-}
-
-
 def offline_parser(description: str, policy_file: bool = True) -> argparse.ArgumentParser:
     """The predictor's runtime flags and the transformer's text flags, for a command that
-    scores in-process (this one, `predictor.calibrate`)."""
-    parser = argparse.ArgumentParser(
-        description=description,
-        parents=[predictor_parser()],  # brings -h/--help along
-        add_help=False,
-        allow_abbrev=False,
-    )
-    for action in parser._actions:  # server flags mean nothing offline: hide them from --help
-        if action.dest not in _RUNTIME_FLAGS and action.container is not parser:
-            action.help = argparse.SUPPRESS
+    scores in-process (this one, `predictor.calibrate`): no server flags, so building it does
+    not import KServe's server."""
+    # No abbreviations: a misspelt flag in a manifest must fail, not match a longer one.
+    parser = argparse.ArgumentParser(description=description, allow_abbrev=False)
+    add_model_dir_argument(parser)
+    add_runtime_arguments(parser)
     add_text_arguments(parser, policy_file=policy_file)
     parser.add_argument(
         "--progress",
@@ -544,8 +583,11 @@ def offline_parser(description: str, policy_file: bool = True) -> argparse.Argum
         default="auto",
         help="progress bar on stderr; auto: when stderr is a terminal",
     )
-    # Offline there is no one to wait for: forwards of 64 rows, no batching delay.
-    parser.set_defaults(max_batch_size=64, max_batch_delay_ms=0.0)
+    # Offline there is no one to wait for: forwards of 64 rows, no batching delay, one forward
+    # at a time. PredictorConfig reads these though no flag sets them here.
+    parser.set_defaults(
+        model_name=DEFAULT_MODEL_NAME, max_batch_size=64, max_batch_delay_ms=0.0, forward_workers=0
+    )
     return parser
 
 

@@ -16,6 +16,14 @@ COMPILE_MODES = ("none", "trace")
 
 def build_parser() -> argparse.ArgumentParser:
     parser = base_parser("KServe V2 predictor for a Hugging Face sequence classifier")
+    add_runtime_arguments(parser)
+    add_serving_arguments(parser)
+    return parser
+
+
+def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
+    """The model runtime's flags: the server's, and those of the commands that score in their
+    own process (`predictor.batch`, `predictor.calibrate`), which have no server to configure."""
     parser.add_argument(
         "--device", choices=DEVICES, default="auto", help="where the model runs; auto: CUDA if any"
     )
@@ -35,24 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="most rows in one forward pass, and in one request",
     )
     parser.add_argument(
-        "--max_batch_delay_ms",
-        type=float,
-        default=2.0,
-        help="how long a batch forming under load may wait for more requests; 0 disables batching",
-    )
-    parser.add_argument(
         "--torch_threads",
         type=int,
         default=0,
         help="torch intra-op threads; 0 uses the CPUs this process may run on (cpuset and quota)",
-    )
-    parser.add_argument(
-        "--forward_workers",
-        type=non_negative_int,
-        default=0,
-        help="forward passes run at once, each on its own batch; several at once share the "
-        "torch threads, a lone one gets them all. 0 (auto): 2 on a CPU with 2 threads or more "
-        "when the model is traced (--compile trace), else 1 (docs/performance.md)",
     )
     parser.add_argument(
         "--compile",
@@ -68,6 +62,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="int8: dynamic int8 quantization of the Linear layers (CPU only; a small accuracy "
         "change, see docs/performance.md)",
     )
+
+
+def add_serving_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags that only a server has: how requests are batched, how gRPC connections age."""
+    parser.add_argument(
+        "--max_batch_delay_ms",
+        type=float,
+        default=2.0,
+        help="how long a batch forming under load may wait for more requests; 0 disables batching",
+    )
+    parser.add_argument(
+        "--forward_workers",
+        type=non_negative_int,
+        default=0,
+        help="forward passes run at once, each on its own batch; several at once share the "
+        "torch threads, a lone one gets them all. 0 (auto): 2 on a CPU with 2 threads or more "
+        "when the model is traced (--compile trace), else 1 (docs/performance.md)",
+    )
     parser.add_argument(
         "--grpc_max_connection_age_seconds",
         type=non_negative_float,
@@ -81,7 +93,6 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="how long calls on an aged connection may still finish; default: --grace_period",
     )
-    return parser
 
 
 def non_negative_float(text: str) -> float:

@@ -12,8 +12,8 @@ from kserve_kit.errors import BadInput, TooLarge
 from kserve_kit.metrics import CountedModel
 from kserve_kit.modeldir import ModelInfo
 from kserve_kit.tensors import encode_response, plan_outputs, read_tensor
-from predictor.batching import Batcher
 from predictor.config import PredictorConfig
+from predictor.dynamic_batching import Batcher
 
 INFLIGHT = Gauge(
     "kserve_kit_predictor_inflight_requests",

@@ -29,6 +29,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.support.cmdline import flag
+
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_BASE_IMAGE = "python:3.11-slim-bookworm"
 LOCAL_BASE_IMAGE = "kserve-kit/python:3.11-bookworm-local"
@@ -242,16 +244,6 @@ def kind_isvc() -> dict:
     raise AssertionError("manifests/overlays/kind renders no InferenceService")
 
 
-def flag(args: list[str], name: str) -> str | None:
-    """The value of --name in an args list (`--name=value` or `--name value`)."""
-    for i, arg in enumerate(args):
-        if arg == f"--{name}" and i + 1 < len(args):
-            return args[i + 1]
-        if arg.startswith(f"--{name}="):
-            return arg.split("=", 1)[1]
-    return None
-
-
 def docker_memory(quantity: str) -> str:
     units = {"Ki": "k", "Mi": "m", "Gi": "g"}
     for suffix, unit in units.items():
@@ -316,8 +308,8 @@ def run_like_pod(
     """Start `image` with the container's args, env and limits, under the pod's security
     context: uid 1000, read-only root filesystem with a tmpfs /tmp, no capabilities."""
     args = list(container_spec.get("args", []))
-    http = int(flag(args, "http_port") or 8080)
-    grpc_ = int(flag(args, "grpc_port") or 8081)
+    http = int(flag(args, "--http_port") or 8080)
+    grpc_ = int(flag(args, "--grpc_port") or 8081)
     limits = container_spec.get("resources", {}).get("limits", {})
     cmd = [
         "run",
@@ -384,16 +376,16 @@ def deployment(images, kind_isvc, demo_model_dir) -> Iterator[Deployment]:
     t_args = transformer_spec["args"]
     # What KServe's controller adds to a custom transformer where missing.
     isvc = kind_isvc["metadata"]["name"]
-    if flag(t_args, "model_name") is None:
+    if flag(t_args, "--model_name") is None:
         t_args = [*t_args, f"--model_name={isvc}"]
-    if flag(t_args, "predictor_host") is None:
+    if flag(t_args, "--predictor_host") is None:
         t_args = [*t_args, f"--predictor_host={isvc}-predictor.default"]
-    if flag(t_args, "http_port") is None:
+    if flag(t_args, "--http_port") is None:
         t_args = [*t_args, "--http_port=8080"]
     transformer_spec = {**transformer_spec, "args": t_args}
     # The predictor answers on the Service name the transformer is given (a gRPC target such as
     # dns:///<name>:<port> names it after its scheme).
-    predictor_host = flag(t_args, "predictor_host").removeprefix("dns:///").rsplit(":", 1)[0]
+    predictor_host = flag(t_args, "--predictor_host").removeprefix("dns:///").rsplit(":", 1)[0]
 
     model = readable_copy(demo_model_dir)
     suffix = uuid.uuid4().hex[:8]
@@ -412,9 +404,9 @@ def deployment(images, kind_isvc, demo_model_dir) -> Iterator[Deployment]:
         yield Deployment(
             transformer,
             predictor,
-            flag(t_args, "model_name"),
+            flag(t_args, "--model_name"),
             labels,
-            flag(t_args, "others_label") or "others",
+            flag(t_args, "--others_label") or "others",
         )
     finally:
         for name in names:

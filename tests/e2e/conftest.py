@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.servers import free_port
+
 REPO = Path(__file__).resolve().parents[2]
 CONTEXT = os.environ.get("E2E_KUBE_CONTEXT", "kind-kserve-kit")
 NAMESPACE = os.environ.get("E2E_NAMESPACE", "default")
@@ -109,12 +111,6 @@ def cluster() -> Cluster:
     if pvc.returncode != 0:
         pytest.fail("the PVC kserve-kit-models is missing: run make model-upload")
     return found
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextlib.contextmanager

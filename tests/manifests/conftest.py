@@ -39,17 +39,6 @@ def in_ci() -> bool:
     return os.environ.get("CI", "").lower() == "true"
 
 
-def flag(args: list[str], name: str) -> str | None:
-    """Last value of --name=value or --name value (argparse's last one wins)."""
-    found = None
-    for i, arg in enumerate(args):
-        if arg.startswith(f"{name}="):
-            found = arg.split("=", 1)[1]
-        elif arg == name and i + 1 < len(args):
-            found = args[i + 1]
-    return found
-
-
 def demo_model() -> Path:
     """The demo model directory (`make model`); missing is a skip here and a failure in CI."""
     path = Path(os.environ.get("MODEL_DIR", REPO / "models" / "demo"))

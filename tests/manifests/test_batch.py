@@ -22,11 +22,12 @@ from conftest import (
     comparable,
     container,
     demo_model,
-    flag,
     inference_services,
     only,
     write_config_map_volume,
 )
+
+from tests.support.cmdline import flag
 
 pytestmark = pytest.mark.manifests
 

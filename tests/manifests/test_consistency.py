@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import pytest
 import render
-from conftest import comparable, container, flag, inference_services, only
+from conftest import comparable, container, inference_services, only
+
+from tests.support.cmdline import flag
 
 pytestmark = pytest.mark.manifests
 

@@ -1,7 +1,10 @@
-"""Start the kit's real servers as processes on free ports, and stop them cleanly.
+"""Start the kit's real servers as processes on free ports, and stop them cleanly: the one
+copy for the tests and the benchmark (`bench/`).
 
-Each server runs in its own process group, its output goes to a log file that a failing test
-prints, and readiness is polled on `/v2/health/ready` with backoff instead of a fixed sleep.
+Each server runs in its own process group (a stop reaches its children too, e.g. PyTriton's
+`tritonserver`), its output goes to a log file that a failing test prints, and readiness is
+polled on `/v2/health/ready` (or the server's `ready_path`) with backoff instead of a fixed
+sleep.
 """
 
 from __future__ import annotations
@@ -20,12 +23,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+LOOPBACK = "127.0.0.1"
 
 
 def free_port() -> int:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((LOOPBACK, 0))
         return s.getsockname()[1]
+
+
+def model_ready_path(model_name: str) -> str:
+    """The V2 path that answers 200 once `model_name` serves: for a transformer, once its
+    predictor answers too (its `/v2/health/ready` is its own)."""
+    return f"/v2/models/{model_name}/ready"
 
 
 @dataclass
@@ -33,31 +43,35 @@ class Server:
     """A running server process: its ports, its log, and how to stop or pause it."""
 
     name: str
-    args: list[str]
+    args: list[str]  # after `launcher`: a module and its flags
     http_port: int
     grpc_port: int
     log_path: Path
     env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen | None = None
     ready_path: str = "/v2/health/ready"  # answers 200 once the server serves
+    cwd: Path = REPO  # another checkout runs that checkout's code (bench.ab's `tree=`)
+    # A peer in another venv, or a script rather than a module: `(its python,)`.
+    launcher: tuple[str, ...] = (sys.executable, "-m")
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
+        return f"http://{LOOPBACK}:{self.http_port}"
 
     @property
     def grpc_target(self) -> str:
-        return f"127.0.0.1:{self.grpc_port}"
+        return f"{LOOPBACK}:{self.grpc_port}"
 
     def start(self) -> Server:
         log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", *self.args],
-            cwd=REPO,
+            [*self.launcher, *self.args],
+            cwd=self.cwd,
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,  # a server in the background never reads the terminal
             start_new_session=True,  # its own process group: signals reach it and only it
         )
         log.close()
@@ -81,7 +95,8 @@ class Server:
 
     def signal(self, sig: int) -> None:
         if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, sig)
+            with contextlib.suppress(ProcessLookupError):  # it exited since the poll
+                os.killpg(self.process.pid, sig)
 
     def stop(self, timeout_s: float = 15) -> None:
         if self.process is None or self.process.poll() is not None:
@@ -106,7 +121,11 @@ class Server:
 
 
 def predictor(
-    model_dir: Path, log_dir: Path, extra: Sequence[str] = (), name: str = "predictor"
+    model_dir: Path,
+    log_dir: Path,
+    extra: Sequence[str] = (),
+    name: str = "predictor",
+    dtype: str | None = "float32",
 ) -> Server:
     http, grpc_ = free_port(), free_port()
     args = [
@@ -121,9 +140,9 @@ def predictor(
         "false",
         # float32 whatever the CPU: tests compare answers across batch shapes and servers at
         # 1e-5, which bfloat16 (--dtype auto on a CPU with native bf16) does not hold; the half
-        # types' tests pass their own --dtype, which wins (argparse keeps the last).
-        "--dtype",
-        "float32",
+        # types' tests pass their own --dtype, which wins (argparse keeps the last). The
+        # benchmark passes dtype=None: the server's default, as users run it.
+        *(["--dtype", dtype] if dtype else []),
         *extra,
     ]
     return Server(

@@ -66,7 +66,7 @@ def test_off_nothing_is_traced_and_the_sdk_is_never_imported():
     code = (
         "import sys\n"
         "from kserve_kit import tracing\n"
-        "import predictor.batching, transformer.hop\n"
+        "import predictor.dynamic_batching, transformer.hop\n"
         "assert not tracing.configure('transformer', {})\n"
         "assert tracing.span('x') is tracing.server_span({'traceparent': 'y'})\n"
         "assert tracing.inject({}) == {} and tracing.start_span('x') is None\n"
@@ -92,7 +92,7 @@ def test_server_span_continues_the_callers_trace_and_inject_hands_it_on(spans):
 
 
 def test_one_forward_for_two_traces_links_both_requests(spans):
-    from predictor.batching import Batcher
+    from predictor.dynamic_batching import Batcher
 
     forwards = []
 

@@ -5,7 +5,7 @@ import time
 import numpy as np
 import pytest
 
-from predictor.batching import Batcher, pad_and_stack
+from predictor.dynamic_batching import Batcher, pad_and_stack
 
 pytestmark = pytest.mark.unit
 

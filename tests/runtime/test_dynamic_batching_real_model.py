@@ -5,8 +5,8 @@ import asyncio
 import numpy as np
 import pytest
 
-from predictor.batching import Batcher
-from tests.unit.test_batching import request
+from predictor.dynamic_batching import Batcher
+from tests.unit.test_dynamic_batching import request
 
 pytestmark = pytest.mark.runtime
 
