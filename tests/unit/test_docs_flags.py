@@ -27,6 +27,7 @@ WORDS = {
     "--output": "required",
     "--data": "required",
     "--target_coverage": "none: --target_precision decides",
+    "--target_precision": "0.95 when --target_coverage is not given (one of the two decides)",
     "--out": "--model_dir's value when unset",
     "--shard": "none: one output, no manifest",
     "--s3_endpoint_url": "AWS_ENDPOINT_URL, else AWS",
