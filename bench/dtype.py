@@ -29,7 +29,7 @@ import numpy as np
 from bench.inputs import make_texts
 from bench.raw import measure, prepared
 from predictor import precision
-from predictor.config import PredictorConfig
+from predictor.config import PredictorSettings
 
 REPO = Path(__file__).resolve().parents[1]
 # (label, --dtype, --quantize)
@@ -67,7 +67,7 @@ def load(model_dir: Path, dtype: str, quantize: str, threads: int):
     from predictor.runtime import TorchRuntime
 
     return TorchRuntime.load(
-        PredictorConfig.from_args(
+        PredictorSettings.from_args(
             ["--model_dir", str(model_dir), "--device", "cpu", "--dtype", dtype]
             + ["--quantize", quantize, "--torch_threads", str(threads)]
         )

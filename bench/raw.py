@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from bench.inputs import make_texts, tokenize
-from predictor.config import COMPILE_MODES, DTYPES, PredictorConfig
+from predictor.config import COMPILE_MODES, DTYPES, PredictorSettings
 from predictor.runtime import TorchRuntime
 
 MAX_FORWARDS = 100_000  # a bound on every timing loop, besides its duration
@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--serve", action="store_true", help="answer commands on stdin")
     args = parser.parse_args(argv)
 
-    config = PredictorConfig.from_args(
+    config = PredictorSettings.from_args(
         [
             "--model_dir",
             str(args.model_dir),

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from kserve_kit.cli import load_and_serve
-from predictor.config import PredictorConfig
+from predictor.config import PredictorSettings
 
 
 def main(argv: list[str] | None = None) -> None:
-    args, config = PredictorConfig.parse(argv)
+    args, config = PredictorSettings.parse(argv)
     from predictor.model import TextClassifierPredictor
 
     load_and_serve(args, "predictor", lambda: TextClassifierPredictor(config))

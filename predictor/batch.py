@@ -48,7 +48,7 @@ from kserve_kit.shards import INDEX_ENV, ShardSpec, parse_shard
 from kserve_kit.tokenization import TextEncoder
 from predictor.batch_progress import Progress
 from predictor.batch_storage import Url, is_url
-from predictor.config import PredictorConfig, add_runtime_arguments
+from predictor.config import PredictorSettings, add_runtime_arguments
 
 CHECKPOINT_VERSION = 2  # 2: rows carry policy_version, the checkpoint records it
 # Testing hook: "after-write:N" kills this process with SIGKILL once chunk N's rows are written
@@ -271,17 +271,17 @@ def _save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
 
 
 @dataclass(frozen=True)
-class BatchConfig:
+class BatchSettings:
     input: Path | Url
     output: Path | Url
-    runtime: PredictorConfig
+    runtime: PredictorSettings
     text: TextSettings
     chunk_rows: int
     progress: bool
     shard: ShardSpec | None = None
     text_column: str = "text"
     id_column: str = "id"
-    passthrough: tuple[str, ...] = ()
+    passthrough_columns: tuple[str, ...] = ()
     s3_endpoint_url: str | None = None
     log_every_rows: int = 100_000
 
@@ -302,7 +302,7 @@ class Scorer:
 
     def __init__(
         self,
-        runtime: PredictorConfig,
+        runtime: PredictorSettings,
         info: ModelInfo,
         max_length: int,
         policy: DecisionPolicy | None = None,
@@ -343,7 +343,7 @@ def _fault_after_write() -> int | None:
     return int(spec.split(":", 1)[1]) if spec.startswith("after-write:") else None
 
 
-def run(config: BatchConfig):
+def run(config: BatchSettings):
     if config.as_parts:
         from predictor.batch_parts import run_parts
 
@@ -358,7 +358,7 @@ def run(config: BatchConfig):
     return run_local(config)
 
 
-def run_local(config: BatchConfig) -> Checkpoint:
+def run_local(config: BatchSettings) -> Checkpoint:
     """A local JSONL or CSV file to a local JSONL or CSV file, appended to and truncated back
     on resume (the behaviour before Parquet and object storage, unchanged)."""
     info = ModelInfo.load(config.runtime.model_dir)
@@ -395,7 +395,7 @@ def run_local(config: BatchConfig) -> Checkpoint:
 
 
 def _first_checkpoint(
-    config: BatchConfig, input_size: int, version: str, policy_version: str
+    config: BatchSettings, input_size: int, version: str, policy_version: str
 ) -> Checkpoint:
     """A run's state before its first chunk: nothing read, nothing written."""
     return Checkpoint(
@@ -414,7 +414,7 @@ def _first_checkpoint(
 
 
 def _records(
-    config: BatchConfig, input_format: str, state: Checkpoint
+    config: BatchSettings, input_format: str, state: Checkpoint
 ) -> Iterator[tuple[int, Row | BadRow]]:
     """The input's records after those the checkpoint counts as done."""
     if input_format == "jsonl":
@@ -511,7 +511,7 @@ def summary(state, scored_before: int, started: float, errors: str, policy, info
 
 
 def _load_resume(
-    path: Path, config: BatchConfig, input_size: int, version: str, policy_version: str
+    path: Path, config: BatchSettings, input_size: int, version: str, policy_version: str
 ) -> Checkpoint | None:
     if not path.exists():
         if config.output.exists():
@@ -542,7 +542,7 @@ def _load_resume(
     return saved
 
 
-def _progress(config: BatchConfig, input_format: str, state: Checkpoint) -> Progress | None:
+def _progress(config: BatchSettings, input_format: str, state: Checkpoint) -> Progress | None:
     """A bar on a terminal (the input counted first, for the ETA), else a log line every
     --log_every_rows rows."""
     if not config.progress and config.log_every_rows <= 0:
@@ -584,7 +584,7 @@ def offline_parser(description: str, policy_file: bool = True) -> argparse.Argum
         help="progress bar on stderr; auto: when stderr is a terminal",
     )
     # Offline there is no one to wait for: forwards of 64 rows, no batching delay, one forward
-    # at a time. PredictorConfig reads these though no flag sets them here.
+    # at a time. PredictorSettings reads these though no flag sets them here.
     parser.set_defaults(
         model_name=DEFAULT_MODEL_NAME, max_batch_size=64, max_batch_delay_ms=0.0, forward_workers=0
     )
@@ -644,7 +644,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def parse_config(argv: Sequence[str] | None = None) -> BatchConfig:
+def parse_config(argv: Sequence[str] | None = None) -> BatchSettings:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -660,17 +660,17 @@ def parse_config(argv: Sequence[str] | None = None) -> BatchConfig:
                                            "model_version", "policy_version"})  # fmt: skip
         if clash:
             raise ValueError(f"--passthrough_columns: expected no output column, got {clash}")
-        return BatchConfig(
+        return BatchSettings(
             input=args.input,
             output=args.output,
-            runtime=PredictorConfig.from_namespace(args),
+            runtime=PredictorSettings.from_namespace(args),
             text=TextSettings.from_namespace(args),
             chunk_rows=args.chunk_rows,
             progress=args.progress == "on" or (args.progress == "auto" and sys.stderr.isatty()),
             shard=shard,
             text_column=args.text_column,
             id_column=args.id_column,
-            passthrough=passthrough,
+            passthrough_columns=passthrough,
             s3_endpoint_url=args.s3_endpoint_url,
             log_every_rows=args.log_every_rows,
         )

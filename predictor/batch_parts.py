@@ -140,7 +140,7 @@ def _open_parquet(config, store: Store, path: str, shard) -> batch_parquet.Parqu
         store.url(path),
         config.text_column,
         config.id_column,
-        config.passthrough,
+        config.passthrough_columns,
         shard or ShardSpec(0, 1),
     )
 
@@ -215,7 +215,7 @@ def run_parts(config, info: ModelInfo, policy, scorer_factory) -> PartCheckpoint
             f"--shard {shard}: expected a Parquet input (shards are runs of row groups), got "
             f"{in_fmt}; convert it, or run one shard"
         )
-    if config.passthrough and in_fmt != "parquet":
+    if config.passthrough_columns and in_fmt != "parquet":
         raise ValueError(f"--passthrough_columns: expected a Parquet input, got {in_fmt}")
     input_size = check_readable(in_store, in_path, f"{in_fmt} input")
     input_url = in_store.url(in_path)
@@ -264,7 +264,7 @@ def run_parts(config, info: ModelInfo, policy, scorer_factory) -> PartCheckpoint
     total, first_row, chunks = _input_chunks(config, in_store, in_path, in_fmt, state, source)
     extra_fields = source.extra_schema if source is not None else []
     schema = batch_parquet.output_schema(extra_fields) if out_fmt == "parquet" else None
-    names = [*COLUMNS, *config.passthrough]
+    names = [*COLUMNS, *config.passthrough_columns]
     scorer = scorer_factory()
     progress = Progress(
         f"part {shard_text}",

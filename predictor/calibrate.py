@@ -50,7 +50,7 @@ from kserve_kit.decision import validate_threshold
 from kserve_kit.modeldir import ModelInfo
 from kserve_kit.policy import FILE_NAME, DecisionPolicy, content_hash
 from kserve_kit.settings import TextSettings
-from predictor.config import PredictorConfig
+from predictor.config import PredictorSettings
 
 REPORT_MD = "calibration-report.md"
 REPORT_JSON = "calibration-report.json"
@@ -316,7 +316,7 @@ def calibrate(
     heldout: Sequence[Example],
     out: str | Path | None = None,
     options: Options = Options(),  # noqa: B008 - frozen, never mutated
-    runtime: PredictorConfig | None = None,
+    runtime: PredictorSettings | None = None,
     max_length: int = 128,
     progress: bool = False,
     data: dict | None = None,
@@ -331,7 +331,7 @@ def calibrate(
     check_sizes(calibration, heldout, options.others_label, source)
     _pyplot()  # a missing plotting library fails now, not after the scoring
     out = Path(out) if out is not None else info.path
-    runtime = runtime or PredictorConfig.in_process(info.path, model_name="calibrate")
+    runtime = runtime or PredictorSettings.in_process(info.path, model_name="calibrate")
 
     from predictor.batch import Scorer
 
@@ -696,7 +696,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        runtime = PredictorConfig.from_namespace(args)
+        runtime = PredictorSettings.from_namespace(args)
         text = TextSettings.from_namespace(args)
         if args.target_coverage is not None:
             precision, coverage = None, _share("target_coverage", args.target_coverage, True)

@@ -110,7 +110,7 @@ def non_negative_int(text: str) -> int:
 
 
 @dataclass(frozen=True)
-class PredictorConfig:
+class PredictorSettings:
     """Everything the predictor needs besides KServe's own server flags."""
 
     model_name: str
@@ -125,7 +125,7 @@ class PredictorConfig:
     compile: str = "trace"
 
     @classmethod
-    def in_process(cls, model_dir, **overrides) -> PredictorConfig:
+    def in_process(cls, model_dir, **overrides) -> PredictorSettings:
         """Settings for forwards run in this process, with no server in front (the calibration
         command, the demo builder, tests): batches of 64, no batching delay; `overrides` may
         set any field."""
@@ -141,16 +141,18 @@ class PredictorConfig:
         return replace(base, **overrides)
 
     @classmethod
-    def from_args(cls, argv: Sequence[str] | None = None) -> PredictorConfig:
+    def from_args(cls, argv: Sequence[str] | None = None) -> PredictorSettings:
         return cls.parse(argv)[1]
 
     @classmethod
-    def parse(cls, argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, PredictorConfig]:
+    def parse(
+        cls, argv: Sequence[str] | None = None
+    ) -> tuple[argparse.Namespace, PredictorSettings]:
         """The raw namespace (for KServe's server flags) and the validated config."""
         return parse_or_exit(build_parser(), argv, cls.from_namespace)
 
     @classmethod
-    def from_namespace(cls, args: argparse.Namespace) -> PredictorConfig:
+    def from_namespace(cls, args: argparse.Namespace) -> PredictorSettings:
         if args.max_batch_delay_ms < 0:
             raise ValueError(f"--max_batch_delay_ms must be >= 0, got {args.max_batch_delay_ms}")
         if args.torch_threads < 0:

@@ -12,7 +12,7 @@ from kserve_kit.errors import BadInput, TooLarge
 from kserve_kit.metrics import CountedModel
 from kserve_kit.modeldir import ModelInfo
 from kserve_kit.tensors import encode_response, plan_outputs, read_tensor
-from predictor.config import PredictorConfig
+from predictor.config import PredictorSettings
 from predictor.dynamic_batching import Batcher
 
 INFLIGHT = Gauge(
@@ -69,7 +69,7 @@ class TextClassifierPredictor(CountedModel, Model):
 
     platform = "pytorch"  # V2 model metadata: the framework that runs the model
 
-    def __init__(self, config: PredictorConfig):
+    def __init__(self, config: PredictorSettings):
         super().__init__(config.model_name)
         self.config = config
         self.info = ModelInfo.load(config.model_dir)

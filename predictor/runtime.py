@@ -39,7 +39,7 @@ from kserve_kit.errors import ModelUnfit  # noqa: E402
 from kserve_kit.modeldir import ModelInfo  # noqa: E402
 from kserve_kit.policy import DecisionPolicy, PolicyError, resolve_policy  # noqa: E402
 from predictor import precision  # noqa: E402
-from predictor.config import PredictorConfig  # noqa: E402
+from predictor.config import PredictorSettings  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +174,7 @@ def torch_bf16_supported() -> bool:
         return False
 
 
-def choose_dtype(config: PredictorConfig, device: torch.device) -> precision.DtypeChoice:
+def choose_dtype(config: PredictorSettings, device: torch.device) -> precision.DtypeChoice:
     bf16 = precision.native_bf16(precision.read_cpu_flags(), torch_bf16_supported())
     return precision.choose_dtype(config.dtype, device.type, config.quantize, bf16)
 
@@ -259,7 +259,7 @@ def check_half_precision(
 
 
 def load_checked(
-    config: PredictorConfig, device: torch.device, choice: precision.DtypeChoice
+    config: PredictorSettings, device: torch.device, choice: precision.DtypeChoice
 ) -> tuple[torch.nn.Module, str, str]:
     """(model, dtype that serves, why). A half type is loaded beside float32 and serves only if
     `check_half_precision` passes; float32 is then dropped, so the resident size is the half
@@ -355,7 +355,7 @@ class TorchRuntime:
     summary: str = ""  # what serves and why, in words: the start-up line
 
     @classmethod
-    def load(cls, config: PredictorConfig) -> TorchRuntime:
+    def load(cls, config: PredictorSettings) -> TorchRuntime:
         quantize = config.quantize
         device = resolve_device(config.device, config.dtype, quantize)
         threads = configure_threads(config.torch_threads)

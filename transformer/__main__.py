@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from kserve_kit.cli import load_and_serve
-from transformer.config import TransformerConfig
+from transformer.config import TransformerSettings
 
 
 def main(argv: list[str] | None = None) -> None:
-    args, config = TransformerConfig.parse(argv)
+    args, config = TransformerSettings.parse(argv)
     from transformer.model import TextClassifierTransformer
 
     load_and_serve(

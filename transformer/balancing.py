@@ -139,11 +139,12 @@ class RetryPolicy:
 
 
 def retry_policy_for(config) -> RetryPolicy:
-    """The policy a `TransformerConfig` asks for."""
+    """The policy a `TransformerSettings` asks for."""
     return RetryPolicy(
-        attempts=config.retry_attempts,
+        attempts=config.predictor_retry_attempts,
         budget=RetryBudget(
-            ratio=config.retry_budget_ratio, min_per_s=config.retry_budget_min_per_s
+            ratio=config.predictor_retry_budget_ratio,
+            min_per_s=config.predictor_retry_budget_min_per_s,
         ),
     )
 

@@ -81,14 +81,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 @dataclass(frozen=True)
-class TransformerConfig:
+class TransformerSettings:
     """Everything the transformer needs besides KServe's own server flags."""
 
     model_name: str
     model_dir: str
     predictor_host: str
     predictor_protocol: str
-    predictor_timeout_s: float
+    predictor_request_timeout_s: float
     max_length: int
     max_batch_size: int
     confidence_threshold: float
@@ -99,24 +99,24 @@ class TransformerConfig:
     drift_window: int = 1000  # 0: no drift scores
     drift_reference: str | None = None  # None: drift-reference.json in model_dir when present
     predictor_load_balancing: str = "round_robin"  # gRPC hop; pick_first: one connection
-    retry_attempts: int = 3  # 1: no retries (transformer.balancing.RetryPolicy)
-    retry_budget_ratio: float = 0.2
-    retry_budget_min_per_s: float = 10.0
-    predictor_health_check: bool = False  # ready only while a predictor endpoint is
+    predictor_retry_attempts: int = 3  # 1: no retries (transformer.balancing.RetryPolicy)
+    predictor_retry_budget_ratio: float = 0.2
+    predictor_retry_budget_min_per_s: float = 10.0
+    enable_predictor_health_check: bool = False  # ready only while a predictor endpoint is
 
     @classmethod
-    def from_args(cls, argv: Sequence[str] | None = None) -> TransformerConfig:
+    def from_args(cls, argv: Sequence[str] | None = None) -> TransformerSettings:
         return cls.parse(argv)[1]
 
     @classmethod
     def parse(
         cls, argv: Sequence[str] | None = None
-    ) -> tuple[argparse.Namespace, TransformerConfig]:
+    ) -> tuple[argparse.Namespace, TransformerSettings]:
         """The raw namespace (for KServe's server flags) and the validated config."""
         return parse_or_exit(build_parser(), argv, cls.from_namespace)
 
     @classmethod
-    def from_namespace(cls, args: argparse.Namespace) -> TransformerConfig:
+    def from_namespace(cls, args: argparse.Namespace) -> TransformerSettings:
         if not args.predictor_host:
             raise ValueError(
                 "--predictor_host is required: host:port of the predictor, or any gRPC target "
@@ -143,7 +143,7 @@ class TransformerConfig:
             model_dir=args.model_dir,
             predictor_host=args.predictor_host,
             predictor_protocol=args.predictor_protocol,
-            predictor_timeout_s=float(args.predictor_request_timeout_seconds),
+            predictor_request_timeout_s=float(args.predictor_request_timeout_seconds),
             max_length=text.max_length,
             max_batch_size=args.max_batch_size,
             confidence_threshold=text.confidence_threshold,
@@ -154,8 +154,8 @@ class TransformerConfig:
             drift_window=args.drift_window,
             drift_reference=args.drift_reference,
             predictor_load_balancing=args.predictor_load_balancing,
-            retry_attempts=args.predictor_retry_attempts,
-            retry_budget_ratio=args.predictor_retry_budget_ratio,
-            retry_budget_min_per_s=args.predictor_retry_budget_min_per_second,
-            predictor_health_check=args.enable_predictor_health_check,
+            predictor_retry_attempts=args.predictor_retry_attempts,
+            predictor_retry_budget_ratio=args.predictor_retry_budget_ratio,
+            predictor_retry_budget_min_per_s=args.predictor_retry_budget_min_per_second,
+            enable_predictor_health_check=args.enable_predictor_health_check,
         )

@@ -20,6 +20,7 @@ from kserve import InferRequest, InferResponse
 from kserve.inference_client import InferenceGRPCClient, InferenceRESTClient, RESTConfig
 
 from kserve_kit import tracing
+from kserve_kit.cli import DEFAULT_MAX_REQUEST_BYTES
 from kserve_kit.errors import (
     BadInput,
     PredictorFailed,
@@ -49,7 +50,7 @@ class PredictorClient:
         model_name: str,
         timeout_s: float,
         retries: int = 0,
-        max_message_bytes: int = 8 * 1024 * 1024,
+        max_message_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
         retry: RetryPolicy | None = None,
         load_balancing: str = "round_robin",
     ):

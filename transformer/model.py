@@ -14,6 +14,7 @@ import numpy as np
 from kserve import InferInput, InferRequest, InferResponse, Model
 
 from kserve_kit import contract, drift, tracing
+from kserve_kit.cli import DEFAULT_MAX_REQUEST_BYTES
 from kserve_kit.decision import validate_threshold
 from kserve_kit.errors import BadInput, PredictorFailed, SettingRefused, TooLarge
 from kserve_kit.metrics import CountedModel
@@ -30,7 +31,7 @@ from kserve_kit.tensors import (
 from kserve_kit.tokenization import TextEncoder
 from transformer import metrics
 from transformer.balancing import retry_policy_for
-from transformer.config import TransformerConfig
+from transformer.config import TransformerSettings
 from transformer.hop import PredictorClient
 
 # What preprocess learnt of the client's request that postprocess needs (the predictor's answer
@@ -91,7 +92,9 @@ def request_threshold(
 class TextClassifierTransformer(CountedModel, Model):
     platform = "kserve-kit-transformer"  # V2 model metadata: tokenizer + decision, no framework
 
-    def __init__(self, config: TransformerConfig, max_message_bytes: int = 8 * 1024 * 1024):
+    def __init__(
+        self, config: TransformerSettings, max_message_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    ):
         super().__init__(config.model_name)
         self.config = config
         self.info = ModelInfo.load(config.model_dir)
@@ -103,7 +106,7 @@ class TextClassifierTransformer(CountedModel, Model):
             host=config.predictor_host,
             protocol=config.predictor_protocol,
             model_name=config.model_name,
-            timeout_s=config.predictor_timeout_s,
+            timeout_s=config.predictor_request_timeout_s,
             max_message_bytes=max_message_bytes,
             retry=retry_policy_for(config),
             load_balancing=config.predictor_load_balancing,
@@ -119,7 +122,7 @@ class TextClassifierTransformer(CountedModel, Model):
         policy = self._policy
         return policy.current if isinstance(policy, PolicyWatcher) else policy
 
-    def _serving_policy(self, config: TransformerConfig) -> DecisionPolicy | PolicyWatcher:
+    def _serving_policy(self, config: TransformerSettings) -> DecisionPolicy | PolicyWatcher:
         """The policy file when there is one (watched for new versions), else the flags.
         A file that cannot serve raises PolicyError: the server does not start."""
         path = policy_file_for(config.policy_file, config.model_dir)
@@ -131,7 +134,7 @@ class TextClassifierTransformer(CountedModel, Model):
 
         return PolicyWatcher(path, load, interval_s=config.policy_reload_interval_s or 1.0)
 
-    def _drift_window(self, config: TransformerConfig) -> drift.DriftWindow | None:
+    def _drift_window(self, config: TransformerSettings) -> drift.DriftWindow | None:
         path = config.drift_reference
         if path is None:
             default = self.info.path / drift.FILE_NAME
@@ -158,7 +161,7 @@ class TextClassifierTransformer(CountedModel, Model):
     async def dependencies_ready(self) -> bool:
         """With --enable_predictor_health_check, whether at least one predictor endpoint is
         ready: the model's readiness (the readiness probe) includes it (kserve_kit.serving)."""
-        return not self.config.predictor_health_check or await self.predictor.ready()
+        return not self.config.enable_predictor_health_check or await self.predictor.ready()
 
     def get_input_types(self) -> list[dict]:
         return [contract.TEXT.metadata([-1])]

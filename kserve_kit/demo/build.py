@@ -227,7 +227,7 @@ def calibrate_demo(out: Path, parts: dict[str, list]) -> dict:
     out-of-domain texts (as `others`) to fit, the held-out fifth and the other out-of-domain
     texts to measure. Writes policy.json and the report into `out`."""
     from predictor.calibrate import Example, Options, calibrate
-    from predictor.config import PredictorConfig
+    from predictor.config import PredictorSettings
 
     def examples(intents, out_of_domain):
         return [Example(t, label) for t, label in intents] + [
@@ -246,7 +246,7 @@ def calibrate_demo(out: Path, parts: dict[str, list]) -> dict:
             others_label=OTHERS,
         ),
         # eager: the logits the traced graph is checked against
-        runtime=PredictorConfig.in_process(out, model_name="demo", device="cpu", compile="none"),
+        runtime=PredictorSettings.in_process(out, model_name="demo", device="cpu", compile="none"),
         data={
             "file": "kserve_kit/demo/data (intents.jsonl + out_of_domain.txt)",
             "sha256": digest,

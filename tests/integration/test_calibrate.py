@@ -37,12 +37,12 @@ def labelled(tiny_model_dir):
     """120 texts labelled with the tiny model's own top class for 4 in 5 of them (a wrong class
     for the rest), and 20 texts labelled `others`: data on which a threshold means something."""
     from predictor.batch import Scorer
-    from predictor.config import PredictorConfig
+    from predictor.config import PredictorSettings
 
     info = ModelInfo.load(tiny_model_dir)
     rng = random.Random(3)
     texts = [" ".join(rng.choices(WORDS, k=rng.randint(3, 12))) + f" {i}" for i in range(140)]
-    runtime = PredictorConfig.in_process(
+    runtime = PredictorSettings.in_process(
         tiny_model_dir, model_name="t", device="cpu", torch_threads=1, compile="none"
     )
     top = Scorer(runtime, info, 32).logits(texts[:120]).argmax(axis=1)
@@ -194,7 +194,7 @@ def test_the_demo_policy_meets_its_target_on_the_held_out_parts(demo_model_dir):
     from kserve_kit.demo.build import DEMO_TARGET_PRECISION, OTHERS, demo_parts
     from kserve_kit.settings import TextSettings
     from predictor.batch import Scorer
-    from predictor.config import PredictorConfig
+    from predictor.config import PredictorSettings
 
     info = ModelInfo.load(demo_model_dir)
     if not (demo_model_dir / "policy.json").is_file():
@@ -206,7 +206,7 @@ def test_the_demo_policy_meets_its_target_on_the_held_out_parts(demo_model_dir):
     parts = demo_parts()
     texts = [t for t, _ in parts["heldout"]] + parts["ood_heldout"]
     truth = [label for _, label in parts["heldout"]] + [OTHERS] * len(parts["ood_heldout"])
-    runtime = PredictorConfig.in_process(demo_model_dir, device="cpu", compile="none")
+    runtime = PredictorSettings.in_process(demo_model_dir, device="cpu", compile="none")
     logits = Scorer(runtime, info, 128).logits(texts)
     answers = policy.decide(logits, info.labels).labels
     figures = cal.answer_figures(answers, truth, info.labels, OTHERS)

@@ -70,13 +70,13 @@ def parse_batch(args: list[str]):
     the PVC): returns (namespace, runtime config, text settings)."""
     from kserve_kit.settings import TextSettings
     from predictor import batch
-    from predictor.config import PredictorConfig
+    from predictor.config import PredictorSettings
 
     parsed = batch.build_parser().parse_args(args)
     batch._format(parsed.input)  # .jsonl or .csv, as parse_config checks
     batch._format(parsed.output)
     assert parsed.chunk_rows > 0
-    return parsed, PredictorConfig.from_namespace(parsed), TextSettings.from_namespace(parsed)
+    return parsed, PredictorSettings.from_namespace(parsed), TextSettings.from_namespace(parsed)
 
 
 def mounts(doc: dict) -> dict[str, tuple[dict, dict]]:
@@ -219,11 +219,11 @@ def test_gpu_variants_request_a_gpu(objects, variant):
 def test_batch_decides_like_the_inference_service(objects, variant):
     """Same render, same threshold, others label and max length as the transformer: the
     online answer and the offline one are the same."""
-    from transformer.config import TransformerConfig
+    from transformer.config import TransformerSettings
 
     docs = objects[variant]
     (isvc,) = inference_services(docs)
-    online = TransformerConfig.from_args(container(isvc, "transformer")["args"])
+    online = TransformerSettings.from_args(container(isvc, "transformer")["args"])
     for doc in batch_docs(docs):
         _, _, offline = parse_batch(batch_container(doc)["args"])
         assert offline.confidence_threshold == online.confidence_threshold

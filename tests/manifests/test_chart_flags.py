@@ -81,9 +81,9 @@ def parser_of(component: str):
 def parse(component: str, args: list[str]):
     """The namespace of `args`, validated as the server validates them at start."""
     if component == "predictor":
-        from predictor.config import PredictorConfig as Config
+        from predictor.config import PredictorSettings as Config
     else:
-        from transformer.config import TransformerConfig as Config
+        from transformer.config import TransformerSettings as Config
     return Config.parse(args)[0]
 
 

@@ -23,15 +23,15 @@ def isvc_of(objects, variant) -> dict:
 
 
 def parse_predictor(args):
-    from predictor.config import PredictorConfig
+    from predictor.config import PredictorSettings
 
-    return PredictorConfig.from_args(args)
+    return PredictorSettings.from_args(args)
 
 
 def parse_transformer(args):
-    from transformer.config import TransformerConfig
+    from transformer.config import TransformerSettings
 
-    return TransformerConfig.from_args(args)
+    return TransformerSettings.from_args(args)
 
 
 def env(c: dict) -> dict[str, str]:

@@ -57,9 +57,9 @@ def policy_config_map(docs: list[dict]) -> dict:
 
 def transformer_namespace(args: list[str]):
     """The transformer's own parse and checks: (raw namespace, validated config)."""
-    from transformer.config import TransformerConfig
+    from transformer.config import TransformerSettings
 
-    return TransformerConfig.parse(args)
+    return TransformerSettings.parse(args)
 
 
 def pod_specs(docs: list[dict]) -> list[tuple[str, dict, dict]]:

@@ -10,14 +10,14 @@ import pytest
 import torch
 
 from predictor import precision, runtime
-from predictor.config import PredictorConfig
+from predictor.config import PredictorSettings
 
 pytestmark = pytest.mark.runtime
 
 
 def load(model_dir, *argv):
     return runtime.TorchRuntime.load(
-        PredictorConfig.from_args(["--model_dir", str(model_dir), "--device", "cpu", *argv])
+        PredictorSettings.from_args(["--model_dir", str(model_dir), "--device", "cpu", *argv])
     )
 
 

@@ -12,12 +12,12 @@ pytestmark = pytest.mark.runtime
 
 
 def test_batched_and_unbatched_logits_agree_on_a_real_model(tiny_model_dir):
-    from predictor.config import PredictorConfig
+    from predictor.config import PredictorSettings
     from predictor.runtime import TorchRuntime
 
     # float32: in bfloat16 a row's logits depend on what it is batched with, by a rounding step
     runtime = TorchRuntime.load(
-        PredictorConfig.from_args(["--model_dir", str(tiny_model_dir), "--dtype", "float32"])
+        PredictorSettings.from_args(["--model_dir", str(tiny_model_dir), "--dtype", "float32"])
     )
     inputs = [request(100 + i) for i in range(12)]
     alone = [runtime.forward(x, np.ones_like(x)) for x in inputs]

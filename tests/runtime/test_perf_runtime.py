@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from predictor.config import PredictorConfig
+from predictor.config import PredictorSettings
 
 pytestmark = pytest.mark.runtime
 
@@ -99,24 +99,24 @@ def test_int8_is_refused_on_a_gpu_with_a_clear_reason(monkeypatch):
 )
 def test_the_quantize_flag_refuses_what_it_cannot_do(argv, message, capsys):
     with pytest.raises(SystemExit) as exc:
-        PredictorConfig.from_args(argv)
+        PredictorSettings.from_args(argv)
     assert exc.value.code == 2
     assert message in capsys.readouterr().err
 
 
 def test_the_quantize_flag_defaults_to_none():
-    assert PredictorConfig.from_args([]).quantize == "none"
-    assert PredictorConfig.from_args(["--quantize", "int8", "--device", "cpu"]).quantize == "int8"
+    assert PredictorSettings.from_args([]).quantize == "none"
+    assert PredictorSettings.from_args(["--quantize", "int8", "--device", "cpu"]).quantize == "int8"
 
 
 def test_int8_quantizes_every_linear_layer_and_keeps_the_answers(tiny_model_dir):
     float_runtime = runtime.TorchRuntime.load(
-        PredictorConfig.from_args(
+        PredictorSettings.from_args(
             ["--model_dir", str(tiny_model_dir), "--device", "cpu", "--dtype", "float32"]
         )
     )
     int8_runtime = runtime.TorchRuntime.load(
-        PredictorConfig.from_args(
+        PredictorSettings.from_args(
             ["--model_dir", str(tiny_model_dir), "--device", "cpu", "--quantize", "int8"]
         )
     )
@@ -134,7 +134,7 @@ def test_int8_quantizes_every_linear_layer_and_keeps_the_answers(tiny_model_dir)
 
 def test_warm_up_runs_one_row_at_every_length_and_a_full_batch_at_the_short_ones(tiny_model_dir):
     rt = runtime.TorchRuntime.load(
-        PredictorConfig.from_args(
+        PredictorSettings.from_args(
             ["--model_dir", str(tiny_model_dir), "--device", "cpu", "--dtype", "float32"]
         )
     )
@@ -152,7 +152,7 @@ def test_warm_up_runs_one_row_at_every_length_and_a_full_batch_at_the_short_ones
 
 def test_a_lone_forward_gets_every_thread_and_concurrent_ones_their_share(tiny_model_dir):
     rt = runtime.TorchRuntime.load(
-        PredictorConfig.from_args(
+        PredictorSettings.from_args(
             ["--model_dir", str(tiny_model_dir), "--device", "cpu", "--torch_threads", "4"]
         )
     )
@@ -186,7 +186,7 @@ def test_a_lone_forward_gets_every_thread_and_concurrent_ones_their_share(tiny_m
 )
 def test_forward_workers_refuses_what_it_cannot_do(argv, message, capsys):
     with pytest.raises(SystemExit) as exc:
-        PredictorConfig.from_args(argv)
+        PredictorSettings.from_args(argv)
     assert exc.value.code == 2
     assert message in capsys.readouterr().err
 
@@ -212,14 +212,14 @@ def test_forward_workers_auto_is_two_for_a_traced_model_on_a_cpu(
 def test_the_traced_model_serves_the_eager_model_s_logits_at_every_shape(tiny_model_dir):
     """--compile trace (the default): one TorchScript graph, checked against the eager model
     at start; here it must pass that check and then agree at shapes it never saw."""
-    config = PredictorConfig.from_args(
+    config = PredictorSettings.from_args(
         ["--model_dir", str(tiny_model_dir), "--device", "cpu", "--dtype", "float32"]
     )
     assert config.compile == "trace"
     rt = runtime.TorchRuntime.load(config)
     assert rt.traced is not None
     eager = runtime.TorchRuntime.load(
-        PredictorConfig.from_args(
+        PredictorSettings.from_args(
             ["--model_dir", str(tiny_model_dir), "--device", "cpu", "--compile", "none"]
             + ["--dtype", "float32"]
         )

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from predictor.config import PredictorConfig
-from transformer.config import TransformerConfig
+from predictor.config import PredictorSettings
+from transformer.config import TransformerSettings
 
 pytestmark = pytest.mark.unit
 
@@ -13,14 +13,14 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_predictor_defaults():
-    config = PredictorConfig.from_args([])
+    config = PredictorSettings.from_args([])
     assert config.model_name == "text-classifier"
     assert config.model_dir == "/mnt/models"
     assert (config.device, config.dtype) == ("auto", "auto")
 
 
 def test_transformer_defaults_to_the_grpc_hop():
-    config = TransformerConfig.from_args(["--predictor_host", "p:8081"])
+    config = TransformerSettings.from_args(["--predictor_host", "p:8081"])
     assert config.predictor_protocol == "grpc-v2"
     assert config.confidence_threshold == 0.9
     assert config.others_label == "others"
@@ -40,7 +40,7 @@ def test_transformer_defaults_to_the_grpc_hop():
 )
 def test_predictor_refuses_bad_settings_at_start(argv, message, capsys):
     with pytest.raises(SystemExit) as exc:
-        PredictorConfig.from_args(argv)
+        PredictorSettings.from_args(argv)
     assert exc.value.code == 2
     assert message in capsys.readouterr().err
 
@@ -64,7 +64,7 @@ def test_predictor_refuses_bad_settings_at_start(argv, message, capsys):
 )
 def test_transformer_refuses_bad_settings_at_start(argv, message, capsys):
     with pytest.raises(SystemExit) as exc:
-        TransformerConfig.from_args(argv)
+        TransformerSettings.from_args(argv)
     assert exc.value.code == 2
     assert message in capsys.readouterr().err
 
@@ -72,8 +72,8 @@ def test_transformer_refuses_bad_settings_at_start(argv, message, capsys):
 @pytest.mark.parametrize(
     "parse, argv",
     [
-        (PredictorConfig.from_args, []),
-        (TransformerConfig.from_args, ["--predictor_host", "p:8081"]),
+        (PredictorSettings.from_args, []),
+        (TransformerSettings.from_args, ["--predictor_host", "p:8081"]),
     ],
     ids=["predictor", "transformer"],
 )
@@ -94,7 +94,7 @@ def test_more_than_one_worker_process_is_refused_naming_the_way_to_scale(parse, 
 )
 def test_transformer_policy_and_drift_flags_refuse_negatives(argv, message, capsys):
     with pytest.raises(SystemExit):
-        TransformerConfig.from_args(["--predictor_host", "p:8081", *argv])
+        TransformerSettings.from_args(["--predictor_host", "p:8081", *argv])
     assert message in capsys.readouterr().err
 
 
