@@ -1,5 +1,3 @@
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -96,24 +94,6 @@ def test_transformer_policy_and_drift_flags_refuse_negatives(argv, message, caps
     with pytest.raises(SystemExit):
         TransformerSettings.from_args(["--predictor_host", "p:8081", *argv])
     assert message in capsys.readouterr().err
-
-
-def test_the_offline_parsers_leave_kserves_server_unimported():
-    """`python -m predictor.batch` and `predictor.calibrate` parse their flags without KServe's
-    server module (1.5 s to import); the predictor's own parser, the control, imports it."""
-    code = (
-        "import sys\n"
-        "from predictor import batch, calibrate, config\n"
-        "batch.build_parser().parse_args(['--input', 'in.jsonl', '--output', 'out.jsonl'])\n"
-        "calibrate.build_parser()\n"
-        "print('kserve.model_server' in sys.modules)\n"
-        "config.build_parser()\n"
-        "print('kserve.model_server' in sys.modules)\n"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
-    )
-    assert out.stdout.split() == ["False", "True"]
 
 
 def test_the_offline_parser_refuses_a_server_flag(capsys):
