@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from kserve_kit.contract import THRESHOLD_PARAMETER
+
 
 def softmax(logits: np.ndarray) -> np.ndarray:
     """Row-wise softmax of a `[N, C]` array, stable for any finite logits.
@@ -41,6 +43,34 @@ def validate_threshold(value: object) -> float:
     if not math.isfinite(threshold) or not 0.0 < threshold < 1.0:
         raise ValueError(f"confidence_threshold must be in (0, 1), got {value!r}")
     return threshold
+
+
+# How a request may send its threshold: a JSON number or string over REST, a double or a string
+# over gRPC (the kinds `kserve_kit.tensors.read_parameter` reports).
+THRESHOLD_KINDS = ("number", "string", "double_param", "string_param")
+
+
+def requested_threshold(sent: tuple[str, object] | None, allow_override: bool) -> float | None:
+    """A request's own threshold from its `confidence_threshold` parameter, as (kind, value),
+    or None when it sent none (the policy's thresholds apply). Raises ValueError saying why one
+    is refused: the operator fixed the threshold, or it is not a number in (0, 1)."""
+    if sent is None:
+        return None
+    if not allow_override:
+        raise ValueError(
+            f"this server does not accept a {THRESHOLD_PARAMETER} parameter "
+            "(--allow_threshold_override false); its threshold is fixed"
+        )
+    kind, value = sent
+    if kind not in THRESHOLD_KINDS:
+        raise ValueError(
+            f"parameter {THRESHOLD_PARAMETER} must be a number in (0, 1), sent as "
+            f"{' or '.join(THRESHOLD_KINDS)}; got {kind} {value!r}"
+        )
+    try:
+        return validate_threshold(value)
+    except ValueError as exc:
+        raise ValueError(f"parameter {exc}") from None
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,8 @@ parameters -> Python values, and numpy arrays -> V2 responses encoded as the req
 
 Every way a tensor can disagree with the contract becomes a `BadInput` that says what was
 expected and what came: a missing name, a datatype, a rank, data that does not fill its shape.
+The servers' request checks (`check_texts`, `check_token_tensors`) sit here too, so that each
+KServe hook reads as a few calls: read, check, compute, encode.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ import numpy as np
 from kserve import InferOutput, InferRequest, InferResponse
 from kserve.protocol.infer_type import RequestedOutput
 
+from kserve_kit import contract
 from kserve_kit.contract import TensorSpec
-from kserve_kit.errors import BadInput
+from kserve_kit.errors import BadInput, TooLarge
 
 # numpy's dtype kinds that JSON numbers may arrive as, per V2 datatype.
 _JSON_KINDS = {"INT64": "iu", "INT32": "iu", "FP32": "iuf"}
@@ -121,6 +124,63 @@ def _bytes_elements(tensor) -> list:
 # protobuf keeps them as unknown fields: what tritonclient sends for a Python float (double) or
 # a large unsigned integer. (field number, protobuf wire type)
 _GRPC_EXTRA_PARAMETERS = {(4, 1): "double_param", (5, 0): "uint64_param"}
+
+
+def check_texts(texts: list[str], max_batch_size: int) -> None:
+    """The transformer's request checks: at least one text, at most `max_batch_size`, none
+    empty."""
+    if not texts:
+        raise BadInput("input 'text' holds no texts: send shape [N] with N >= 1")
+    if len(texts) > max_batch_size:
+        raise TooLarge(
+            f"a request may hold at most {max_batch_size} texts (--max_batch_size), "
+            f"got {len(texts)}"
+        )
+    for i, text in enumerate(texts):
+        if not text.strip():
+            raise BadInput(f"text {i} is empty: every text needs at least one visible character")
+
+
+def check_token_tensors(
+    tensors: dict[str, np.ndarray],
+    vocab_size: int | None,
+    max_positions: int | None,
+    type_vocab_size: int | None,
+    max_rows: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Validate the predictor's inputs; return them as int64 arrays, or raise BadInput."""
+    ids = tensors[contract.INPUT_IDS.name]
+    mask = tensors[contract.ATTENTION_MASK.name]
+    types = tensors.get(contract.TOKEN_TYPE_IDS.name)
+    rows, length = ids.shape
+    if rows == 0 or length == 0:
+        raise BadInput(f"input_ids needs one row and one token at least, got {[rows, length]}")
+    if rows > max_rows:
+        raise TooLarge(f"a request may hold at most {max_rows} rows (--max_batch_size), got {rows}")
+    if max_positions is not None and length > max_positions:
+        raise BadInput(f"sequences may be at most {max_positions} tokens long, got {length}")
+    for spec, other in ((contract.ATTENTION_MASK, mask), (contract.TOKEN_TYPE_IDS, types)):
+        if other is not None and other.shape != ids.shape:
+            raise BadInput(
+                f"{spec.name} must have the shape of input_ids {list(ids.shape)}, "
+                f"got {list(other.shape)}"
+            )
+    _check_range(contract.INPUT_IDS.name, ids, vocab_size, "the vocabulary size")
+    _check_range(contract.ATTENTION_MASK.name, mask, 2, "0 or 1: an attention mask")
+    if types is not None:
+        _check_range(contract.TOKEN_TYPE_IDS.name, types, type_vocab_size, "the type vocabulary")
+    as64 = lambda a: None if a is None else a.astype(np.int64, copy=False)  # noqa: E731
+    return as64(ids), as64(mask), as64(types)
+
+
+def _check_range(name: str, values: np.ndarray, upper: int | None, meaning: str) -> None:
+    low = int(values.min())
+    high = int(values.max())
+    if low < 0 or (upper is not None and high >= upper):
+        bound = f"[0, {upper})" if upper is not None else ">= 0"
+        raise BadInput(
+            f"{name} values must be in {bound} ({meaning}), got values from {low} to {high}"
+        )
 
 
 def read_parameter(parameters, name: str) -> tuple[str, object] | None:

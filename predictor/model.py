@@ -1,5 +1,6 @@
 """`TextClassifierPredictor`: the KServe model class. It only translates between V2 tensors and
-the runtime (`predictor.runtime`); the checks on the tensors are plain functions below."""
+the runtime (`predictor.runtime`); the checks on the tensors sit beside the codec, in
+`kserve_kit.tensors`."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ from kserve import InferRequest, InferResponse, Model
 from prometheus_client import Gauge
 
 from kserve_kit import contract
-from kserve_kit.errors import BadInput, TooLarge
+from kserve_kit.errors import BadInput
 from kserve_kit.metrics import CountedModel
 from kserve_kit.modeldir import ModelInfo
-from kserve_kit.tensors import encode_response, plan_outputs, read_tensor
+from kserve_kit.tensors import check_token_tensors, encode_response, plan_outputs, read_tensor
 from predictor.config import PredictorSettings
 from predictor.dynamic_batching import Batcher
 
@@ -20,48 +21,6 @@ INFLIGHT = Gauge(
     "Inference requests inside the predictor (queued or running); the KEDA overlay scales on it",
     ["model_name"],
 )
-
-
-def check_token_tensors(
-    tensors: dict[str, np.ndarray],
-    vocab_size: int | None,
-    max_positions: int | None,
-    type_vocab_size: int | None,
-    max_rows: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Validate the predictor's inputs; return them as int64 arrays, or raise BadInput."""
-    ids = tensors[contract.INPUT_IDS.name]
-    mask = tensors[contract.ATTENTION_MASK.name]
-    types = tensors.get(contract.TOKEN_TYPE_IDS.name)
-    rows, length = ids.shape
-    if rows == 0 or length == 0:
-        raise BadInput(f"input_ids needs one row and one token at least, got {[rows, length]}")
-    if rows > max_rows:
-        raise TooLarge(f"a request may hold at most {max_rows} rows (--max_batch_size), got {rows}")
-    if max_positions is not None and length > max_positions:
-        raise BadInput(f"sequences may be at most {max_positions} tokens long, got {length}")
-    for spec, other in ((contract.ATTENTION_MASK, mask), (contract.TOKEN_TYPE_IDS, types)):
-        if other is not None and other.shape != ids.shape:
-            raise BadInput(
-                f"{spec.name} must have the shape of input_ids {list(ids.shape)}, "
-                f"got {list(other.shape)}"
-            )
-    _check_range(contract.INPUT_IDS.name, ids, vocab_size, "the vocabulary size")
-    _check_range(contract.ATTENTION_MASK.name, mask, 2, "0 or 1: an attention mask")
-    if types is not None:
-        _check_range(contract.TOKEN_TYPE_IDS.name, types, type_vocab_size, "the type vocabulary")
-    as64 = lambda a: None if a is None else a.astype(np.int64, copy=False)  # noqa: E731
-    return as64(ids), as64(mask), as64(types)
-
-
-def _check_range(name: str, values: np.ndarray, upper: int | None, meaning: str) -> None:
-    low = int(values.min())
-    high = int(values.max())
-    if low < 0 or (upper is not None and high >= upper):
-        bound = f"[0, {upper})" if upper is not None else ">= 0"
-        raise BadInput(
-            f"{name} values must be in {bound} ({meaning}), got values from {low} to {high}"
-        )
 
 
 class TextClassifierPredictor(CountedModel, Model):

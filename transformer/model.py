@@ -15,14 +15,15 @@ from kserve import InferInput, InferRequest, InferResponse, Model
 
 from kserve_kit import contract, drift, tracing
 from kserve_kit.cli import DEFAULT_MAX_REQUEST_BYTES
-from kserve_kit.decision import validate_threshold
-from kserve_kit.errors import BadInput, PredictorFailed, SettingRefused, TooLarge
+from kserve_kit.decision import requested_threshold
+from kserve_kit.errors import BadInput, PredictorFailed, SettingRefused
 from kserve_kit.metrics import CountedModel
 from kserve_kit.modeldir import ModelInfo
 from kserve_kit.policy import DecisionPolicy, load_policy, policy_file_for
 from kserve_kit.policy_watch import PolicyWatcher
 from kserve_kit.tensors import (
     OutputPlan,
+    check_texts,
     encode_response,
     plan_outputs,
     read_parameter,
@@ -48,45 +49,16 @@ class _ClientRequest:
     payload: InferRequest
 
 
-def check_texts(texts: list[str], max_batch_size: int) -> None:
-    if not texts:
-        raise BadInput("input 'text' holds no texts: send shape [N] with N >= 1")
-    if len(texts) > max_batch_size:
-        raise TooLarge(
-            f"a request may hold at most {max_batch_size} texts (--max_batch_size), "
-            f"got {len(texts)}"
-        )
-    for i, text in enumerate(texts):
-        if not text.strip():
-            raise BadInput(f"text {i} is empty: every text needs at least one visible character")
-
-
-# How a threshold may be sent: a JSON number or string over REST, a double or a string over gRPC.
-THRESHOLD_KINDS = ("number", "string", "double_param", "string_param")
-
-
 def request_threshold(
     parameters: dict | None, default: float | None, allow_override: bool
 ) -> float | None:
     """The threshold for one request: its `confidence_threshold` parameter, or `default`."""
-    found = read_parameter(parameters, contract.THRESHOLD_PARAMETER)
-    if found is None:
-        return default
-    if not allow_override:
-        raise BadInput(
-            f"this server does not accept a {contract.THRESHOLD_PARAMETER} parameter "
-            "(--allow_threshold_override false); its threshold is fixed"
-        )
-    kind, value = found
-    if kind not in THRESHOLD_KINDS:
-        raise BadInput(
-            f"parameter {contract.THRESHOLD_PARAMETER} must be a number in (0, 1), sent as "
-            f"{' or '.join(THRESHOLD_KINDS)}; got {kind} {value!r}"
-        )
+    sent = read_parameter(parameters, contract.THRESHOLD_PARAMETER)
     try:
-        return validate_threshold(value)
+        threshold = requested_threshold(sent, allow_override)
     except ValueError as exc:
-        raise BadInput(f"parameter {exc}") from None
+        raise BadInput(str(exc)) from None
+    return default if threshold is None else threshold
 
 
 class TextClassifierTransformer(CountedModel, Model):

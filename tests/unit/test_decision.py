@@ -124,3 +124,15 @@ def test_a_class_threshold_equal_to_the_confidence_keeps_the_label():
     logits = np.array([[0.0, 0.0, -50.0]])  # 0.5, 0.5: billing by the tie rule
     d = decide(logits, LABELS, 0.9, "others", class_thresholds={"billing": 0.5})
     assert d.confidence[0] == np.float32(0.5) and d.labels == ["billing"]
+
+
+def test_a_request_s_threshold_is_read_from_what_the_codec_found():
+    from kserve_kit.decision import requested_threshold
+
+    assert requested_threshold(None, allow_override=False) is None  # none sent: nothing refused
+    assert requested_threshold(("double_param", 0.25), allow_override=True) == 0.25
+    assert requested_threshold(("string", "0.5"), allow_override=True) == 0.5
+    with pytest.raises(ValueError, match="number or string or double_param or string_param"):
+        requested_threshold(("bool_param", True), allow_override=True)
+    with pytest.raises(ValueError, match="its threshold is fixed"):
+        requested_threshold(("number", 0.5), allow_override=False)

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from kserve_kit.errors import BadInput, TooLarge
-from predictor.model import check_token_tensors
+from kserve_kit.tensors import check_token_tensors
 
 pytestmark = pytest.mark.unit
 

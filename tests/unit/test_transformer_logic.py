@@ -1,7 +1,8 @@
 import pytest
 
 from kserve_kit.errors import BadInput, TooLarge
-from transformer.model import check_texts, request_threshold
+from kserve_kit.tensors import check_texts
+from transformer.model import request_threshold
 
 pytestmark = pytest.mark.unit
 
