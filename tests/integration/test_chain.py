@@ -78,9 +78,10 @@ def test_grpc_calls_leave_no_per_call_line_in_either_log(tiny_chain):
         assert "Registering model" in log  # KServe's own INFO lines still arrive
         assert "grpc method:" not in log
     # what the runtime decided at load is in the predictor's log, in KServe's format
-    loaded = [line for line in predictor.log_path.read_text().splitlines() if " loaded " in line]
+    loaded = [line for line in predictor.log_path.read_text().splitlines() if " serving " in line]
     assert loaded and "predictor.runtime INFO" in loaded[0]
-    assert ", traced, " in loaded[0] and "forward workers" in loaded[0]
+    assert ": float32, traced, " in loaded[0] and "forward workers" in loaded[0]
+    assert "(dtype: asked for)" in loaded[0]  # the tests' predictors pin --dtype float32
 
 
 def test_rest_and_grpc_agree(tiny_chain):

@@ -45,6 +45,8 @@ def test_json_logs_with_access_lines(tiny_chain, tiny_model_dir, tmp_path):
     # Everything the kit and KServe log once the server is made is JSON: the access line,
     # the refusal, the shutdown.
     assert any(e["logger"] == "uvicorn.access" and "/infer" in e["message"] for e in entries)
+    # KServe's timing middleware stays when its lines are wanted (off, it is a pass-through)
+    assert any(e["logger"] == "kserve.trace" and "infer" in e["message"] for e in entries)
     refusal = [e for e in entries if e["logger"] == "kserve_kit.serving"]
     assert len(refusal) == 1 and refusal[0]["level"] == "INFO" and "400" in refusal[0]["message"]
     assert {"time", "level", "logger", "message", "pid"} <= set(refusal[0])
