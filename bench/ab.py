@@ -6,6 +6,10 @@
     python -m bench.ab "| --predictor_load_balancing pick_first --predictor_retry_attempts 1" \
         "" --targets chain      # the transformer's flags after a `|`
 
+Targets: `predictor` (token tensors over gRPC), `chain` (texts over gRPC), `chain-rest` (texts
+over REST); the table gives each cell's CPU per request of both servers and, for a chain, of
+the transformer alone.
+
 Starts one predictor per set of flags (each with its own transformer, gRPC hop), all loaded at
 once and idle when not measured, then runs every (setting, target, concurrency) cell once per
 round in a shuffled order, as `python -m bench` does. Each cell's median over the rounds is
