@@ -174,7 +174,8 @@ def torch_bf16_supported() -> bool:
         return False
 
 
-def choose_dtype(config: PredictorSettings, device: torch.device) -> precision.DtypeChoice:
+def resolve_dtype(config: PredictorSettings, device: torch.device) -> precision.DtypeChoice:
+    """What --dtype means here: this CPU's flags and torch's own check, read once at load."""
     bf16 = precision.native_bf16(precision.read_cpu_flags(), torch_bf16_supported())
     return precision.choose_dtype(config.dtype, device.type, config.quantize, bf16)
 
@@ -359,7 +360,7 @@ class TorchRuntime:
         quantize = config.quantize
         device = resolve_device(config.device, config.dtype, quantize)
         threads = configure_threads(config.torch_threads)
-        choice = choose_dtype(config, device)
+        choice = resolve_dtype(config, device)
         if choice.warning:
             log.warning("%s", choice.warning)
         model, dtype, why = load_checked(config, device, choice)
