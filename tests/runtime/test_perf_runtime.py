@@ -89,21 +89,6 @@ def test_int8_is_refused_on_a_gpu_with_a_clear_reason(monkeypatch):
     assert runtime.resolve_device("cpu", "float32", "int8").type == "cpu"
 
 
-@pytest.mark.parametrize(
-    "argv, message",
-    [
-        (["--quantize", "int8", "--device", "cuda"], "--quantize int8 runs on the CPU only"),
-        (["--quantize", "int8", "--dtype", "float16"], "quantizes float32 weights"),
-        (["--quantize", "int4"], "invalid choice: 'int4'"),
-    ],
-)
-def test_the_quantize_flag_refuses_what_it_cannot_do(argv, message, capsys):
-    with pytest.raises(SystemExit) as exc:
-        PredictorSettings.from_args(argv)
-    assert exc.value.code == 2
-    assert message in capsys.readouterr().err
-
-
 def test_the_quantize_flag_defaults_to_none():
     assert PredictorSettings.from_args([]).quantize == "none"
     assert PredictorSettings.from_args(["--quantize", "int8", "--device", "cpu"]).quantize == "int8"
@@ -175,20 +160,6 @@ def test_a_lone_forward_gets_every_thread_and_concurrent_ones_their_share(tiny_m
     finally:
         torch.set_num_threads(before)
     assert seen == [2, 4, 2]
-
-
-@pytest.mark.parametrize(
-    "argv, message",
-    [
-        (["--forward_workers", "-1"], "must be 0 or more"),
-        (["--forward_workers", "3", "--torch_threads", "2"], "cannot feed 3 --forward_workers"),
-    ],
-)
-def test_forward_workers_refuses_what_it_cannot_do(argv, message, capsys):
-    with pytest.raises(SystemExit) as exc:
-        PredictorSettings.from_args(argv)
-    assert exc.value.code == 2
-    assert message in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

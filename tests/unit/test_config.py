@@ -34,6 +34,11 @@ def test_transformer_defaults_to_the_grpc_hop():
         (["--max_batch_delay_ms", "-1"], "max_batch_delay_ms must be >= 0"),
         (["--device", "tpu"], "invalid choice: 'tpu'"),
         (["--modle_dir", "/x"], "unrecognized arguments: --modle_dir"),
+        (["--quantize", "int8", "--device", "cuda"], "--quantize int8 runs on the CPU only"),
+        (["--quantize", "int8", "--dtype", "float16"], "quantizes float32 weights"),
+        (["--quantize", "int4"], "invalid choice: 'int4'"),
+        (["--forward_workers", "-1"], "must be 0 or more"),
+        (["--forward_workers", "3", "--torch_threads", "2"], "cannot feed 3 --forward_workers"),
     ],
 )
 def test_predictor_refuses_bad_settings_at_start(argv, message, capsys):
