@@ -536,22 +536,15 @@ def model_bytes(model_dir: Path) -> int:
 
 
 def machine_info() -> dict:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     import numpy
     import torch
 
     from bench.dtype import cpu_report
 
+    precision = cpu_report()
     return {
-        "cpu": cpu,
-        "precision": cpu_report(),
+        "cpu": precision["cpu"],
+        "precision": precision,
         "cpus_usable": len(os.sched_getaffinity(0)),
         "load_average_at_end": os.getloadavg(),
         "python": platform.python_version(),
