@@ -24,10 +24,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from bench.inputs import make_texts
-from bench.raw import measure, prepared
+from bench.raw import logits_of, measure, prepared
 from predictor import precision
 from predictor.config import PredictorSettings
 
@@ -74,17 +72,15 @@ def load(model_dir: Path, dtype: str, quantize: str, threads: int):
     )
 
 
-def decisions(runtime, model_dir: Path) -> dict[str, tuple[list[str], list[str]]]:
-    """{split: (decisions, true labels or [])} on the demo's held-out and out-of-domain texts,
-    under the model directory's policy, tokenized as the transformer does."""
+def decisions(runtime, model_dir: Path) -> dict[str, tuple[list[str], list[str], list[str]]]:
+    """{split: (decisions, top-1 labels, true labels or [])} on the demo's held-out and
+    out-of-domain texts, under the model directory's policy, tokenized as the transformer does."""
     from kserve_kit.demo.build import load_examples, load_out_of_domain, split
     from kserve_kit.modeldir import ModelInfo
-    from kserve_kit.tokenization import TextEncoder
     from predictor.runtime import serving_policy
 
     info = ModelInfo.load(model_dir)
     policy = serving_policy(info)
-    encoder = TextEncoder(info, max_length=128)
     _, heldout = split(load_examples())
     splits = {
         "heldout": ([t for t, _ in heldout], [label for _, label in heldout]),
@@ -92,13 +88,9 @@ def decisions(runtime, model_dir: Path) -> dict[str, tuple[list[str], list[str]]
     }
     out = {}
     for name, (texts, truth) in splits.items():
-        answers, top1 = [], []
-        for start in range(0, len(texts), 16):
-            encoded = encoder.encode(texts[start : start + 16])
-            logits = runtime.forward(encoded.input_ids, encoded.attention_mask)
-            answers += policy.decide(logits, info.labels).labels
-            top1 += [info.labels[i] for i in np.asarray(logits).argmax(axis=1)]
-        out[name] = (answers, top1, truth)
+        logits = logits_of(runtime, model_dir, texts)
+        top1 = [info.labels[i] for i in logits.argmax(axis=1)]
+        out[name] = (policy.decide(logits, info.labels).labels, top1, truth)
     return out
 
 

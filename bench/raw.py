@@ -23,6 +23,8 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
+
 from bench.inputs import make_texts, tokenize
 from predictor.config import COMPILE_MODES, DTYPES, PredictorSettings
 from predictor.runtime import TorchRuntime
@@ -86,23 +88,28 @@ def prepared(model_dir: Path, batch: int, texts: list[str]) -> list:
     return out
 
 
+def logits_of(runtime: TorchRuntime, model_dir: Path, texts: list[str]) -> np.ndarray:
+    """Logits of `texts`, tokenized as the transformer does, 16 texts per forward."""
+    from kserve_kit.modeldir import ModelInfo
+    from kserve_kit.tokenization import TextEncoder
+
+    encoder = TextEncoder(ModelInfo.load(model_dir), max_length=128)
+    chunks = []
+    for start in range(0, len(texts), 16):
+        encoded = encoder.encode(texts[start : start + 16])
+        chunks.append(runtime.forward(encoded.input_ids, encoded.attention_mask))
+    return np.concatenate(chunks)
+
+
 def heldout_accuracy(runtime: TorchRuntime, model_dir: Path) -> dict:
     """Top-1 accuracy on the demo's held-out split, texts tokenized as the transformer does."""
     from kserve_kit.demo.build import load_examples, split
     from kserve_kit.modeldir import ModelInfo
-    from kserve_kit.tokenization import TextEncoder
 
-    info = ModelInfo.load(model_dir)
+    labels = ModelInfo.load(model_dir).labels
     _, heldout = split(load_examples())
-    encoder = TextEncoder(info, max_length=128)
-    correct = 0
-    for start in range(0, len(heldout), 16):
-        chunk = heldout[start : start + 16]
-        encoded = encoder.encode([text for text, _ in chunk])
-        predicted = runtime.forward(encoded.input_ids, encoded.attention_mask).argmax(axis=1)
-        correct += sum(
-            info.labels[p] == label for p, (_, label) in zip(predicted, chunk, strict=True)
-        )
+    predicted = logits_of(runtime, model_dir, [text for text, _ in heldout]).argmax(axis=1)
+    correct = sum(labels[p] == label for p, (_, label) in zip(predicted, heldout, strict=True))
     return {"examples": len(heldout), "correct": int(correct), "accuracy": correct / len(heldout)}
 
 
