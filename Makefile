@@ -46,13 +46,13 @@ lock: ## Re-resolve the dependencies and rewrite constraints.txt (the lock)
 
 .PHONY: lint
 lint: install ## Run ruff over the Python sources
-	$(VENV)/bin/ruff check kserve_kit predictor transformer tests bench
-	$(VENV)/bin/ruff format --check kserve_kit predictor transformer tests bench
+	$(VENV)/bin/ruff check kserve_kit predictor transformer offline demo tests bench
+	$(VENV)/bin/ruff format --check kserve_kit predictor transformer offline demo tests bench
 
 ##@ Model
 
 $(MODEL_DIR)/config.json: | $(VENV)/.installed
-	$(PY) -m kserve_kit.demo.build --out $(MODEL_DIR)
+	$(PY) -m demo.build --out $(MODEL_DIR)
 
 .PHONY: model
 model: $(MODEL_DIR)/config.json ## Build the demo model (MiniLM-L6 + a trained intent head) and its fitted policy into models/demo
@@ -63,7 +63,7 @@ CALIBRATE_ARGS ?=
 .PHONY: calibrate
 calibrate: install ## Fit a decision policy from labelled texts: make calibrate MODEL_DIR=... DATA=labelled.jsonl [CALIBRATE_ARGS=...]
 	@test -n "$(DATA)" || { echo "usage: make calibrate MODEL_DIR=dir DATA=labelled.jsonl|csv [CALIBRATE_ARGS=--target_precision 0.95]" >&2; exit 2; }
-	OMP_WAIT_POLICY=PASSIVE $(PY) -m predictor.calibrate --model_dir $(MODEL_DIR) --data "$(DATA)" $(CALIBRATE_ARGS)
+	OMP_WAIT_POLICY=PASSIVE $(PY) -m offline.calibrate --model_dir $(MODEL_DIR) --data "$(DATA)" $(CALIBRATE_ARGS)
 
 ##@ Serve
 
@@ -87,7 +87,7 @@ BATCH_ARGS ?=
 .PHONY: batch
 batch: model ## Score a file offline: make batch INPUT=texts.jsonl OUTPUT=scored.jsonl [BATCH_ARGS=...]
 	@test -n "$(INPUT)" -a -n "$(OUTPUT)" || { echo "usage: make batch INPUT=in.jsonl|csv OUTPUT=out.jsonl|csv" >&2; exit 2; }
-	OMP_WAIT_POLICY=PASSIVE $(PY) -m predictor.batch --model_dir $(MODEL_DIR) --input "$(INPUT)" --output "$(OUTPUT)" $(BATCH_ARGS)
+	OMP_WAIT_POLICY=PASSIVE $(PY) -m offline.batch --model_dir $(MODEL_DIR) --input "$(INPUT)" --output "$(OUTPUT)" $(BATCH_ARGS)
 
 ##@ Test
 

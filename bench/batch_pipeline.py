@@ -1,4 +1,4 @@
-"""The offline batch command against the physical limit: rows per second of `predictor.batch`
+"""The offline batch command against the physical limit: rows per second of `offline.batch`
 scoring a file versus the raw batched forward of the same model, threads and texts; and the
 same rows as Parquet (input and output) beside JSONL, and as 2 shards of 1 thread each (two
 processes side by side, as an Indexed Job's pods) beside 1 process of 2 threads.
@@ -64,7 +64,7 @@ def batch_command(
     return [
         sys.executable,
         "-m",
-        "predictor.batch",
+        "offline.batch",
         "--model_dir",
         str(model_dir),
         "--torch_threads",

@@ -75,7 +75,7 @@ def load(model_dir: Path, dtype: str, quantize: str, threads: int):
 def decisions(runtime, model_dir: Path) -> dict[str, tuple[list[str], list[str], list[str]]]:
     """{split: (decisions, top-1 labels, true labels or [])} on the demo's held-out and
     out-of-domain texts, under the model directory's policy, tokenized as the transformer does."""
-    from kserve_kit.demo.build import load_examples, load_out_of_domain, split
+    from demo.build import load_examples, load_out_of_domain, split
     from kserve_kit.modeldir import ModelInfo
     from predictor.runtime import serving_policy
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer
 
-from kserve_kit.demo.build import load_examples
+from demo.build import load_examples
 from kserve_kit.modeldir import ModelInfo
 from kserve_kit.tokenization import TextEncoder
 

@@ -103,7 +103,7 @@ def logits_of(runtime: TorchRuntime, model_dir: Path, texts: list[str]) -> np.nd
 
 def heldout_accuracy(runtime: TorchRuntime, model_dir: Path) -> dict:
     """Top-1 accuracy on the demo's held-out split, texts tokenized as the transformer does."""
-    from kserve_kit.demo.build import load_examples, split
+    from demo.build import load_examples, split
     from kserve_kit.modeldir import ModelInfo
 
     labels = ModelInfo.load(model_dir).labels

@@ -1,6 +1,6 @@
 """Calibration from labelled logits: the temperature, the thresholds, and the figures that say
-what they buy. Pure numpy: no torch, no kserve; `predictor.calibrate` feeds it the serving
-model's logits.
+what they buy, and the policy fitted with them. Pure numpy: no torch, no kserve;
+`offline.calibrate` feeds it the serving model's logits.
 
 Rows carry a target class index, or `OTHERS` (-1) for a row labelled with the others label (a
 text the model should refuse): such a row answered with any class is an error. The temperature
@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
+
+from kserve_kit.policy import DecisionPolicy, content_hash
 
 OTHERS = -1
 ECE_BINS = 15
@@ -23,6 +25,7 @@ TEMPERATURE_BOUNDS = (0.05, 20.0)
 PRIOR_SIGMA = 1.0
 # The largest float32 below 1: the highest threshold a policy may hold ((0, 1) is open).
 HIGHEST_THRESHOLD = float(np.nextafter(np.float32(1.0), np.float32(0.0)))
+DEFAULT_TARGET_PRECISION = 0.95
 
 
 # ----------------------------------------------------------------------------- probabilities
@@ -324,3 +327,108 @@ def label_indices(truth: Sequence[str], labels: Sequence[str], others_label: str
 
 def _share(part: int, whole: int) -> float | None:
     return part / whole if whole else None
+
+
+# ----------------------------------------------------------------------------- fitting a policy
+
+
+@dataclass(frozen=True)
+class FitOptions:
+    """How to fit: exactly one of target_precision and target_coverage is set."""
+
+    target_precision: float | None = DEFAULT_TARGET_PRECISION
+    target_coverage: float | None = None
+    min_support: int = 20
+    others_label: str = "others"
+    baseline_threshold: float = 0.9  # the flags' threshold the report compares with
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One part's logits and targets (class index, or calibration.OTHERS)."""
+
+    logits: np.ndarray
+    targets: np.ndarray
+
+    @property
+    def in_domain(self) -> np.ndarray:
+        return self.targets != OTHERS
+
+
+def fit(
+    part: Scored, labels: Sequence[str], options: FitOptions, model_version: str
+) -> tuple[DecisionPolicy, dict]:
+    """The policy fitted on the calibration part, and how (the report's `fit` section)."""
+    mine = part.in_domain
+    # Rounded first, so that the thresholds are chosen on the probabilities the policy serves.
+    temperature = float(f"{fit_temperature(part.logits[mine], part.targets[mine]):.4g}")
+    low, high = TEMPERATURE_BOUNDS
+    probs = probabilities(part.logits, temperature).astype(np.float32)
+    predicted, confidence = probs.argmax(axis=1), probs.max(axis=1)
+    details = {
+        "temperature": temperature,
+        "temperature_at_bound": not (low * 1.01 < temperature < high / 1.01),
+        "nll_before": nll(part.logits[mine], part.targets[mine]),
+        "nll_after": nll(part.logits[mine], part.targets[mine], temperature),
+        "rows": len(part.targets),
+        "in_domain_rows": int(mine.sum()),
+        "others_rows": int((~mine).sum()),
+    }
+    class_thresholds: dict[str, float] = {}
+    if options.target_coverage is not None:
+        threshold = coverage_threshold(confidence, options.target_coverage)
+        details.update(mode="coverage", target=options.target_coverage, classes=[])
+    else:
+        threshold, choices = choose_thresholds(
+            predicted,
+            confidence,
+            part.targets,
+            labels,
+            options.target_precision,
+            options.min_support,
+        )
+        class_thresholds = {c.label: c.threshold for c in choices if c.source != "global"}
+        details.update(
+            mode="precision",
+            target=options.target_precision,
+            min_support=options.min_support,
+            classes=[asdict(c) for c in choices],
+        )
+    details["threshold"] = threshold
+    content = {
+        "model_version": model_version,
+        "others_label": options.others_label,
+        "temperature": temperature,
+        "threshold": threshold,
+        "class_thresholds": class_thresholds,
+    }
+    policy = DecisionPolicy(
+        version="cal-" + content_hash(content),
+        threshold=threshold,
+        others_label=options.others_label,
+        temperature=temperature,
+        class_thresholds=class_thresholds,
+        model_version=model_version,
+    )
+    return policy, details
+
+
+def evaluate(
+    part: Scored, labels: Sequence[str], policy: DecisionPolicy, options: FitOptions
+) -> dict:
+    """The held-out figures: calibration before/after, and the answers of the policy and of
+    the flags' threshold on raw probabilities."""
+    mine = part.in_domain
+    truth = [labels[t] if t >= 0 else options.others_label for t in part.targets]
+    baseline = DecisionPolicy.from_flags(options.baseline_threshold, options.others_label)
+    answers = policy.decide(part.logits, labels)
+    raw_answers = baseline.decide(part.logits, labels)
+    return {
+        "before": calibration_figures(part.logits[mine], part.targets[mine], 1.0),
+        "after": calibration_figures(part.logits[mine], part.targets[mine], policy.temperature),
+        "policy": answer_figures(answers.labels, truth, labels, options.others_label),
+        "baseline": {
+            "threshold": options.baseline_threshold,
+            **answer_figures(raw_answers.labels, truth, labels, options.others_label),
+        },
+    }

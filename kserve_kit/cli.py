@@ -72,7 +72,7 @@ def base_parser(description: str) -> argparse.ArgumentParser:
 
 
 def add_model_dir_argument(parser: argparse.ArgumentParser) -> None:
-    """--model_dir: the servers' and the in-process commands' (predictor.batch, calibrate)."""
+    """--model_dir: the servers' and the in-process commands' (offline.batch, calibrate)."""
     parser.add_argument(
         "--model_dir",
         default="/mnt/models",

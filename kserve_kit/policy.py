@@ -1,7 +1,7 @@
 """The decision policy as data: what turns a model's logits into an answer or a refusal.
 
 Pure: json and numpy, no kserve, no torch. The transformer and the batch command load the same
-file and answer the same way; `python -m predictor.calibrate` writes it.
+file and answer the same way; `python -m offline.calibrate` writes it.
 
 `policy.json`, beside the model (or wherever `--policy_file` points):
 
@@ -32,7 +32,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -290,10 +290,17 @@ def resolve_policy(
     model_version: str | None,
     threshold: float,
     others_label: str,
-) -> DecisionPolicy:
+    watch: Callable[[Path, Callable[[Path], DecisionPolicy]], Any] | None = None,
+) -> DecisionPolicy | Any:
     """The policy a server starts with: the policy file (see `policy_file_for`) checked
-    against the model, or the flags when there is none. Raises PolicyError."""
+    against the model, or the flags when there is none. Raises PolicyError. With `watch`, a
+    policy file goes to `watch(path, load)` instead (the transformer's watcher, which loads it
+    now and again on every change) and its result is returned; the flags' policy never changes."""
     path = policy_file_for(flag_value, model_dir)
     if path is None:
         return DecisionPolicy.from_flags(threshold, others_label)
-    return load_policy(path, labels, model_version)
+
+    def load(p: Path) -> DecisionPolicy:
+        return load_policy(p, labels, model_version)
+
+    return load(path) if watch is None else watch(path, load)

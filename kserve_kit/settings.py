@@ -13,9 +13,12 @@ from kserve_kit.modeldir import ModelInfo
 from kserve_kit.policy import FILE_NAME, NO_POLICY, DecisionPolicy, resolve_policy
 
 
-def add_text_arguments(parser: argparse.ArgumentParser, policy_file: bool = True) -> None:
+def add_text_arguments(
+    parser: argparse.ArgumentParser, policy_file: bool = True, threshold_help: str | None = None
+) -> None:
     """The text flags; `policy_file=False` leaves out --policy_file (for a command that writes
-    policies rather than serving one)."""
+    policies rather than serving one), `threshold_help` says what --confidence_threshold means
+    to such a command."""
     parser.add_argument(
         "--max_length",
         type=positive(int),
@@ -33,7 +36,8 @@ def add_text_arguments(parser: argparse.ArgumentParser, policy_file: bool = True
     parser.add_argument(
         "--confidence_threshold",
         default=DEFAULT_CONFIDENCE_THRESHOLD,
-        help="below this top probability the label becomes --others_label; in (0, 1); "
+        help=threshold_help
+        or "below this top probability the label becomes --others_label; in (0, 1); "
         "a policy file, when there is one, replaces it",
     )
     parser.add_argument(

@@ -23,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
     """The model runtime's flags: the server's, and those of the commands that score in their
-    own process (`predictor.batch`, `predictor.calibrate`), which have no server to configure."""
+    own process (`offline.batch`, `offline.calibrate`), which have no server to configure."""
     parser.add_argument(
         "--device", choices=DEVICES, default="auto", help="where the model runs; auto: CUDA if any"
     )

@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A random 2-layer BERT with the MiniLM tokenizer and labels negative/neutral/positive."""
     pytest.importorskip("torch", reason="building the tiny model needs the predictor extra")
-    from kserve_kit.demo.build import build_tiny
+    from demo.build import build_tiny
 
     out = tmp_path_factory.mktemp("tiny-model")
     build_tiny(out)
@@ -34,7 +34,7 @@ def demo_model_dir(tmp_path_factory) -> Path:
     if (configured / "config.json").is_file():
         return configured
     pytest.importorskip("torch", reason="building the demo model needs the predictor extra")
-    from kserve_kit.demo.build import build_demo
+    from demo.build import build_demo
 
     out = tmp_path_factory.mktemp("demo-model")
     build_demo(out)

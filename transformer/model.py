@@ -19,7 +19,7 @@ from kserve_kit.decision import requested_threshold
 from kserve_kit.errors import BadInput, PredictorFailed, SettingRefused
 from kserve_kit.metrics import CountedModel
 from kserve_kit.modeldir import ModelInfo
-from kserve_kit.policy import DecisionPolicy, load_policy, policy_file_for
+from kserve_kit.policy import DecisionPolicy, resolve_policy
 from kserve_kit.policy_watch import PolicyWatcher
 from kserve_kit.tensors import (
     OutputPlan,
@@ -97,14 +97,17 @@ class TextClassifierTransformer(CountedModel, Model):
     def _serving_policy(self, config: TransformerSettings) -> DecisionPolicy | PolicyWatcher:
         """The policy file when there is one (watched for new versions), else the flags.
         A file that cannot serve raises PolicyError: the server does not start."""
-        path = policy_file_for(config.policy_file, config.model_dir)
-        if path is None:
-            return DecisionPolicy.from_flags(config.confidence_threshold, config.others_label)
-
-        def load(p):
-            return load_policy(p, self.info.labels, self.info.version)
-
-        return PolicyWatcher(path, load, interval_s=config.policy_reload_interval_s or 1.0)
+        return resolve_policy(
+            config.policy_file,
+            config.model_dir,
+            self.info.labels,
+            self.info.version,
+            config.confidence_threshold,
+            config.others_label,
+            watch=lambda path, load: PolicyWatcher(
+                path, load, interval_s=config.policy_reload_interval_s or 1.0
+            ),
+        )
 
     def _drift_window(self, config: TransformerSettings) -> drift.DriftWindow | None:
         path = config.drift_reference

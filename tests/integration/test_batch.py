@@ -13,8 +13,8 @@ import time
 import numpy as np
 import pytest
 
+from demo.build import load_examples, load_out_of_domain, split
 from kserve_kit.decision import softmax
-from kserve_kit.demo.build import load_examples, load_out_of_domain, split
 from kserve_kit.modeldir import ModelInfo
 from kserve_kit.policy import DecisionPolicy
 from tests.support.http import infer_url, outputs, post, texts_body
@@ -28,7 +28,7 @@ def run_batch(model_dir, input_path, output_path, *extra, env=None, check=True):
         [
             sys.executable,
             "-m",
-            "predictor.batch",
+            "offline.batch",
             "--model_dir",
             str(model_dir),
             "--input",
@@ -181,7 +181,7 @@ def test_a_sigkill_from_outside_mid_run_loses_and_repeats_nothing(tiny_model_dir
         [
             sys.executable,
             "-m",
-            "predictor.batch",
+            "offline.batch",
             "--model_dir",
             str(tiny_model_dir),
             "--input",

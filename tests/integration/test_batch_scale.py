@@ -56,7 +56,7 @@ def batch_env(endpoint: str, **extra) -> dict:
 
 def batch_cmd(model_dir, input_url, output_url, *extra) -> list[str]:
     return [
-        sys.executable, "-m", "predictor.batch", "--model_dir", str(model_dir),
+        sys.executable, "-m", "offline.batch", "--model_dir", str(model_dir),
         "--input", str(input_url), "--output", str(output_url), *FAST, *extra,
     ]  # fmt: skip
 

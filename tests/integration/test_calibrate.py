@@ -1,4 +1,4 @@
-"""`python -m predictor.calibrate` on the tiny model: what it writes, and what it refuses."""
+"""`python -m offline.calibrate` on the tiny model: what it writes, and what it refuses."""
 
 import csv
 import json
@@ -11,7 +11,7 @@ import pytest
 
 from kserve_kit.modeldir import ModelInfo
 from kserve_kit.policy import load_policy
-from predictor.calibrate import OUTPUTS
+from offline.calibration_report import OUTPUTS
 from tests.support.servers import REPO
 
 pytestmark = pytest.mark.integration
@@ -23,7 +23,7 @@ def run_calibrate(*args, check=False):
     result = subprocess.run(
         # float32 whatever the CPU: the labels were made from float32 logits, and the tiny
         # model's near-uniform probabilities change their top class in bfloat16
-        [sys.executable, "-m", "predictor.calibrate", "--progress", "off", "--dtype", "float32"]
+        [sys.executable, "-m", "offline.calibrate", "--progress", "off", "--dtype", "float32"]
         + [*map(str, args)],
         cwd=REPO,
         capture_output=True,
@@ -39,7 +39,7 @@ def run_calibrate(*args, check=False):
 def labelled(tiny_model_dir):
     """120 texts labelled with the tiny model's own top class for 4 in 5 of them (a wrong class
     for the rest), and 20 texts labelled `others`: data on which a threshold means something."""
-    from predictor.batch import Scorer
+    from offline.scoring import Scorer
     from predictor.config import PredictorSettings
 
     info = ModelInfo.load(tiny_model_dir)
@@ -193,10 +193,10 @@ def test_the_demo_policy_meets_its_target_on_the_held_out_parts(demo_model_dir):
     """The issue's bar, measured again here by the serving code rather than read from the
     report: ECE lower after calibration, answered precision at the target within its 95 %
     interval, held-out out-of-domain texts refused in at least 95 % of cases."""
+    from demo.build import DEMO_TARGET_PRECISION, OTHERS, demo_parts
     from kserve_kit import calibration as cal
-    from kserve_kit.demo.build import DEMO_TARGET_PRECISION, OTHERS, demo_parts
     from kserve_kit.settings import TextSettings
-    from predictor.batch import Scorer
+    from offline.scoring import Scorer
     from predictor.config import PredictorSettings
 
     info = ModelInfo.load(demo_model_dir)

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kserve_kit.demo.build import load_examples, load_out_of_domain, split
+from demo.build import load_examples, load_out_of_domain, split
 from tests.support.http import infer_url, outputs, post, texts_body
 
 pytestmark = pytest.mark.integration

@@ -53,7 +53,7 @@ def test_the_batch_command_scores_in_bfloat16(tiny_model_dir, tmp_path):
     for dtype in ("bfloat16", "float32"):
         out = tmp_path / f"{dtype}.jsonl"
         result = subprocess.run(
-            [sys.executable, "-m", "predictor.batch", "--model_dir", str(tiny_model_dir),
+            [sys.executable, "-m", "offline.batch", "--model_dir", str(tiny_model_dir),
              "--input", str(tmp_path / "in.jsonl"), "--output", str(out), "--dtype", dtype,
              "--progress", "off"],
             capture_output=True, text=True, timeout=300, check=False,

@@ -1,5 +1,5 @@
 """The batch Job and CronJob (components/batch, the chart's batch.*) make sense to the batch
-command and to the online service: their args parse with `predictor.batch`'s own parser, the
+command and to the online service: their args parse with `offline.batch`'s own parser, the
 scheduled run is the one-off run, GPU variants ask for a GPU, online and offline decide with the
 same text settings and the same model, the chart says what the overlays say, and the rendered
 Job runs as a pod would and scores a file."""
@@ -31,7 +31,7 @@ from tests.support.cmdline import flag
 
 pytestmark = pytest.mark.manifests
 
-COMMAND = ["python", "-m", "predictor.batch"]
+COMMAND = ["python", "-m", "offline.batch"]
 BATCH_KINDS = ("Job", "CronJob")
 # Overlay and chart variant of each batch pair (render.BATCH_OVERLAYS) and the kinds each holds.
 PAIRS = [(f"overlay-{o}", f"chart-{c}") for o, c in render.BATCH_OVERLAYS.items()]
@@ -69,12 +69,13 @@ def parse_batch(args: list[str]):
     """The batch command's own parse and checks, less the input file's existence (it lives on
     the PVC): returns (namespace, runtime config, text settings)."""
     from kserve_kit.settings import TextSettings
-    from predictor import batch
+    from offline import batch
+    from offline.rows import format_of
     from predictor.config import PredictorSettings
 
     parsed = batch.build_parser().parse_args(args)
-    batch._format(parsed.input)  # .jsonl or .csv, as parse_config checks
-    batch._format(parsed.output)
+    format_of(parsed.input)  # .jsonl or .csv, as parse_config checks
+    format_of(parsed.output)
     assert parsed.chunk_rows > 0
     return parsed, PredictorSettings.from_namespace(parsed), TextSettings.from_namespace(parsed)
 
@@ -281,8 +282,8 @@ def test_batch_drift_check_notices_a_changed_value(objects):
 def test_batch_jobs_are_indexed_and_shard_by_their_completions(objects, variant):
     """Every batch Job (the CronJob's and the GPU one's too) is an Indexed Job; with N > 1
     completions each pod runs --shard=index/N over a Parquet input, K its JOB_COMPLETION_INDEX."""
-    from kserve_kit.shards import parse_shard
-    from predictor import batch
+    from offline.rows import format_of
+    from offline.shards import parse_shard
 
     for doc in batch_docs(objects[variant]):
         spec = job_spec(doc)
@@ -300,7 +301,7 @@ def test_batch_jobs_are_indexed_and_shard_by_their_completions(objects, variant)
         assert (last.index, last.count) == (completions - 1, completions)
         with pytest.raises(ValueError, match=f"got {completions}/{completions}$"):
             parse_shard(parsed.shard, env={"JOB_COMPLETION_INDEX": str(completions)})
-        assert batch._format(parsed.input) == "parquet", "shards are runs of row groups"
+        assert format_of(parsed.input) == "parquet", "shards are runs of row groups"
     assert any(job_spec(d)["completions"] > 1 for d in batch_docs(objects[variant])) == (
         "sharded" in variant
     )
@@ -416,9 +417,9 @@ def test_rendered_batch_job_scores_a_file(objects, tmp_path, variant):
         return arg
 
     args = [local(a) for a in c["args"]]
-    assert c["command"][:3] == ["python", "-m", "predictor.batch"]
+    assert c["command"][:3] == ["python", "-m", "offline.batch"]
     env = {**os.environ, **{e["name"]: e["value"] for e in c["env"]}, "HOME": str(scratch)}
-    cmd = [sys.executable, "-m", "predictor.batch", *args]
+    cmd = [sys.executable, "-m", "offline.batch", *args]
 
     def run() -> subprocess.CompletedProcess:
         return subprocess.run(

@@ -8,7 +8,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import time
 import urllib.error
@@ -25,6 +24,8 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "manifests"))
 
 import render  # noqa: E402  (tests/manifests/render.py: kustomize and Helm's engine)
+
+from tests.support.servers import LOOPBACK, Server, free_port  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 CHART_DASHBOARD = render.CHART / "dashboards" / "kserve-kit.json"
@@ -127,9 +128,11 @@ def selectors(expr: str) -> list[str]:
 class Prometheus:
     """A real Prometheus server on a free port, scraping the given targets every second."""
 
-    url: str
-    process: subprocess.Popen
-    log_path: Path
+    server: Server
+
+    @property
+    def url(self) -> str:
+        return self.server.url
 
     def query(self, expr: str) -> list[dict]:
         """Instant query; raises with Prometheus' error when the expression is refused."""
@@ -152,15 +155,11 @@ class Prometheus:
     def targets_up(self) -> dict[str, float]:
         return {r["metric"]["job"]: float(r["value"][1]) for r in self.query("up")}
 
-    def log_tail(self, lines: int = 30) -> str:
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
 
 @contextlib.contextmanager
 def prometheus(jobs: dict[str, list[str]], directory: Path) -> Iterator[Prometheus]:
-    """Start Prometheus scraping job -> [host:port, ...] every 1 s; stopped on exit."""
-    from tests.support.servers import free_port
-
+    """Start Prometheus scraping job -> [host:port, ...] every 1 s; stopped on exit. It is
+    started, waited for (`/-/ready`) and stopped by the servers' own helper."""
     binary = tool("prometheus")
     port = free_port()
     config = {
@@ -171,45 +170,25 @@ def prometheus(jobs: dict[str, list[str]], directory: Path) -> Iterator[Promethe
         ],
     }
     (directory / "prometheus.yml").write_text(yaml.safe_dump(config))
-    log_path = directory / "prometheus.log"
-    with open(log_path, "ab") as log:
-        process = subprocess.Popen(
-            [
-                binary,
-                f"--config.file={directory / 'prometheus.yml'}",
-                f"--storage.tsdb.path={directory / 'tsdb'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-                "--storage.tsdb.retention.time=1h",
-                "--log.level=warn",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    server = Prometheus(f"http://127.0.0.1:{port}", process, log_path)
+    server = Server(
+        name="prometheus",
+        args=[
+            f"--config.file={directory / 'prometheus.yml'}",
+            f"--storage.tsdb.path={directory / 'tsdb'}",
+            f"--web.listen-address={LOOPBACK}:{port}",
+            "--storage.tsdb.retention.time=1h",
+            "--log.level=warn",
+        ],
+        http_port=port,
+        grpc_port=0,  # none
+        log_path=directory / "prometheus.log",
+        ready_path="/-/ready",
+        launcher=(binary,),
+    )
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(
-                    f"prometheus exited with {process.returncode}:\n{server.log_tail()}"
-                )
-            with contextlib.suppress(OSError, urllib.error.URLError):
-                with urllib.request.urlopen(f"{server.url}/-/ready", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"prometheus not ready:\n{server.log_tail()}")
-            time.sleep(0.2)
-        yield server
+        yield Prometheus(server.start().wait_ready(timeout_s=60))
     finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
+        server.stop()
 
 
 def wait_for(predicate, timeout_s: float = 60, what: str = "condition"):

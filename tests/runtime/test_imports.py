@@ -39,11 +39,11 @@ def test_the_policy_modules_load_without_kserve_or_torch():
 
 
 def test_the_offline_parsers_leave_kserves_server_unimported():
-    """`python -m predictor.batch` and `predictor.calibrate` parse their flags without KServe's
+    """`python -m offline.batch` and `offline.calibrate` parse their flags without KServe's
     server module (1.5 s to import); the predictor's own parser, the control, imports it."""
     code = (
         "import sys\n"
-        "from predictor import batch, calibrate, config\n"
+        "from offline import batch, calibrate\nfrom predictor import config\n"
         "batch.build_parser().parse_args(['--input', 'in.jsonl', '--output', 'out.jsonl'])\n"
         "calibrate.build_parser()\n"
         "print('kserve.model_server' in sys.modules)\n"

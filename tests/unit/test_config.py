@@ -102,7 +102,7 @@ def test_transformer_policy_and_drift_flags_refuse_negatives(argv, message, caps
 
 
 def test_the_offline_parser_refuses_a_server_flag(capsys):
-    from predictor import batch
+    from offline import batch
 
     with pytest.raises(SystemExit):
         batch.build_parser().parse_args(

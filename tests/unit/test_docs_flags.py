@@ -92,8 +92,8 @@ def same_default(cell: str, default: object) -> bool:
 
 
 def commands():
-    from predictor.batch import build_parser as batch_parser
-    from predictor.calibrate import build_parser as calibrate_parser
+    from offline.batch import build_parser as batch_parser
+    from offline.calibrate import build_parser as calibrate_parser
     from predictor.config import build_parser as predictor_parser
     from transformer.config import build_parser as transformer_parser
 

@@ -23,8 +23,8 @@ def field_for(flag: str) -> str:
 
 def settings():
     from kserve_kit.settings import TextSettings, add_text_arguments
-    from predictor.batch import BatchSettings
-    from predictor.batch import build_parser as batch_parser
+    from offline.batch import build_parser as batch_parser
+    from offline.settings import BatchSettings
     from predictor.config import PredictorSettings
     from predictor.config import build_parser as predictor_parser
     from transformer.config import TransformerSettings

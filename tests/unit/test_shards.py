@@ -2,8 +2,8 @@
 
 import pytest
 
-from kserve_kit.shards import ShardSpec, build_manifest, parse_shard, row_group_range
-from predictor.batch_progress import progress_line
+from offline.progress import progress_line
+from offline.shards import ShardSpec, build_manifest, parse_shard, row_group_range
 
 pytestmark = pytest.mark.unit
 

@@ -92,7 +92,7 @@ template:
         {{- with $p.image.pullPolicy }}
         imagePullPolicy: {{ . }}
         {{- end }}
-        command: ["python", "-m", "predictor.batch"]
+        command: ["python", "-m", "offline.batch"]
         args:
           - --model_dir=/mnt/models
           - --input={{ $b.input }}

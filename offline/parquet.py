@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from kserve_kit.shards import ShardSpec, row_group_range
+from offline.shards import ShardSpec, row_group_range
 
 _STRING_TYPES = ("string", "large_string", "string_view")
 

@@ -49,3 +49,17 @@ class Progress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+def summary(state, scored_before: int, started: float, errors: str, policy, info) -> str:
+    """The run's last line on stderr: rows scored (in all and in this run), speed, bad rows,
+    the share answered with the others label, and what decided."""
+    elapsed = time.perf_counter() - started
+    scored_now = state.rows_scored - scored_before
+    others_share = state.rows_others / state.rows_scored if state.rows_scored else 0.0
+    return (
+        f"scored {state.rows_scored} rows ({scored_now} in this run, "
+        f"{scored_now / elapsed if elapsed > 0 else 0:.1f} rows/s), {state.rows_bad} bad rows "
+        f"in {errors}, {others_share:.1%} answered '{policy.others_label}'; "
+        f"model {info.version}, policy {policy.version}"
+    )

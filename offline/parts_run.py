@@ -37,10 +37,12 @@ import time
 from dataclasses import asdict, dataclass
 
 from kserve_kit.modeldir import ModelInfo
-from kserve_kit.shards import ShardSpec, build_manifest
-from predictor import batch_parquet
-from predictor.batch_progress import Progress
-from predictor.batch_storage import Store, check_readable, check_writable, open_store
+from offline import parquet
+from offline.faults import fault_after_write
+from offline.progress import Progress, summary
+from offline.rows import BadRow, Row, format_of, read_csv, read_jsonl, row_of
+from offline.shards import ShardSpec, build_manifest
+from offline.stores import Store, check_readable, check_writable, open_store
 
 PARTS_CHECKPOINT_VERSION = 1
 COLUMNS = ("id", "label", "confidence", "probabilities", "model_version", "policy_version")
@@ -117,7 +119,7 @@ def _csv_line(fields) -> bytes:
 
 def encode_chunk(fmt: str, columns: dict[str, list], names: list[str], schema) -> bytes:
     if fmt == "parquet":
-        return batch_parquet.encode_table(columns, schema)
+        return parquet.encode_table(columns, schema)
     out = []
     for i in range(len(columns["id"])):
         record = {name: columns[name][i] for name in names}
@@ -132,10 +134,10 @@ def encode_chunk(fmt: str, columns: dict[str, list], names: list[str], schema) -
 # ----------------------------------------------------------------------------- reading
 
 
-def _open_parquet(config, store: Store, path: str, shard) -> batch_parquet.ParquetInput:
+def _open_parquet(config, store: Store, path: str, shard) -> parquet.ParquetInput:
     """The input's footer, its columns checked: a missing or non-string column stops the run
     here, before anything is written."""
-    return batch_parquet.ParquetInput(
+    return parquet.ParquetInput(
         store.fs.open(path, "rb"),
         store.url(path),
         config.text_column,
@@ -148,25 +150,19 @@ def _open_parquet(config, store: Store, path: str, shard) -> batch_parquet.Parqu
 def _input_chunks(config, store: Store, path: str, fmt: str, state: PartCheckpoint, source):
     """(rows in this part or None, first row's number, chunks) where each chunk is
     (input position after it, rows consumed, byte offset after it, rows, bad rows, extras)."""
-    from predictor import batch
-
     if source is not None:
         return source.rows, source.first_row, _parquet_records(config, source, state)
     opener = (lambda p, mode: store.fs.open(p, mode)) if store.scheme != "file" else open
     if fmt == "jsonl":
-        records = batch.read_jsonl(
+        records = read_jsonl(
             path, state.input_offset, state.rows_done, config.text_column, config.id_column, opener
         )
     else:
-        records = batch.read_csv(
-            path, state.rows_done, config.text_column, config.id_column, opener
-        )
+        records = read_csv(path, state.rows_done, config.text_column, config.id_column, opener)
     return None, 1, _line_records(config, records)
 
 
 def _parquet_records(config, source, state):
-    from predictor.batch import BadRow, Row, _row
-
     done = state.rows_done
     for chunk in source.chunks(state.rows_done, config.chunk_rows):
         rows, bad, extras = [], [], {c: [] for c in chunk.extras}
@@ -175,7 +171,7 @@ def _parquet_records(config, source, state):
             if text is None:
                 record = BadRow(number, f"'{config.text_column}' is null")
             else:
-                record = _row(text, chunk.ids[i], number, config.text_column)
+                record = row_of(text, chunk.ids[i], number, config.text_column)
             if isinstance(record, Row):
                 rows.append(record)
                 for c in extras:
@@ -187,8 +183,6 @@ def _parquet_records(config, source, state):
 
 
 def _line_records(config, records):
-    from predictor.batch import Row
-
     rows, bad, last_line, offset = [], [], 0, 0
     for offset_after, record in records:
         (rows if isinstance(record, Row) else bad).append(record)
@@ -204,8 +198,6 @@ def _line_records(config, records):
 
 
 def run_parts(config, info: ModelInfo, policy, scorer_factory) -> PartCheckpoint:
-    from predictor.batch import FAULT_ENV, format_of
-
     in_store, in_path = open_store(str(config.input), config.s3_endpoint_url)
     out_store, out_path = open_store(str(config.output), config.s3_endpoint_url)
     in_fmt, out_fmt = format_of(config.input), format_of(config.output)
@@ -263,7 +255,7 @@ def run_parts(config, info: ModelInfo, policy, scorer_factory) -> PartCheckpoint
 
     total, first_row, chunks = _input_chunks(config, in_store, in_path, in_fmt, state, source)
     extra_fields = source.extra_schema if source is not None else []
-    schema = batch_parquet.output_schema(extra_fields) if out_fmt == "parquet" else None
+    schema = parquet.output_schema(extra_fields) if out_fmt == "parquet" else None
     names = [*COLUMNS, *config.passthrough_columns]
     scorer = scorer_factory()
     progress = Progress(
@@ -273,8 +265,7 @@ def run_parts(config, info: ModelInfo, policy, scorer_factory) -> PartCheckpoint
         config.progress,
         config.log_every_rows,
     )
-    fault = os.environ.get(FAULT_ENV, "")
-    fault_chunk = int(fault.split(":", 1)[1]) if fault.startswith("after-write:") else None
+    fault_chunk = fault_after_write()
     started, scored_before, written = time.perf_counter(), state.rows_scored, 0
 
     for done, consumed, offset, rows, bad, extras in chunks:
@@ -306,8 +297,6 @@ def run_parts(config, info: ModelInfo, policy, scorer_factory) -> PartCheckpoint
     progress.close()
 
     _commit(lay, state, out_fmt, ext, schema, names, first_row, total)
-    from predictor.batch import summary
-
     line = summary(state, scored_before, started, st.url(lay.errors), policy, info)
     print(f"{line}, part {shard_text} -> {st.url(lay.data)}", file=sys.stderr)
     if lay.manifest:
@@ -346,9 +335,7 @@ def _commit(lay: Layout, state: PartCheckpoint, fmt, ext, schema, names, first_r
     tmp_data = st.join(lay.work, f"assembled{ext}")
     with st.fs.open(tmp_data, "wb") as out:
         if fmt == "parquet":
-            batch_parquet.concatenate(
-                [lambda c=c: st.fs.open(c, "rb") for c in chunk_names], out, schema
-            )
+            parquet.concatenate([lambda c=c: st.fs.open(c, "rb") for c in chunk_names], out, schema)
         else:
             if fmt == "csv":
                 out.write(_csv_line(names))
