@@ -11,14 +11,9 @@ from collections.abc import Sequence
 
 from kserve_kit.contract import DEFAULT_MODEL_NAME
 from kserve_kit.logs import LOG_FORMATS, configure_kit_logging, configure_server_logging
-from kserve_kit.metrics import count_request
-from kserve_kit.serving import (
-    adopt_args,
-    connection_age_options,
-    import_model_server,
-    kit_model_server,
-    log_refusal,
-)
+from kserve_kit.metrics import count_request, log_refusal
+from kserve_kit.serving import adopt_args, import_model_server, kit_model_server
+from kserve_kit.serving_grpc import connection_age_options
 
 # Above gRPC's own 8 MiB message limit REST would take what gRPC refuses; keep them equal.
 DEFAULT_MAX_REQUEST_BYTES = 8 * 1024 * 1024

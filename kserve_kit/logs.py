@@ -2,7 +2,7 @@
 only when asked for, and an optional JSON format for log pipelines.
 
 By default a server logs what an operator acts on: start-up, refusals (one line each, see
-`kserve_kit.serving.log_refusal`), faults, shutdown. The per-request lines (uvicorn's access
+`kserve_kit.metrics.log_refusal`), faults, shutdown. The per-request lines (uvicorn's access
 log and KServe's `kserve.trace` timing lines, two or three per request) come with
 `--access_log true`.
 """

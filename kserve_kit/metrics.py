@@ -11,6 +11,7 @@ from what a client sends, so the number of series stays bounded whatever the tra
 
 from __future__ import annotations
 
+import logging
 import time
 
 from prometheus_client import Counter, Histogram
@@ -22,8 +23,12 @@ from kserve_kit.errors import (
     PredictorTimeout,
     PredictorUnavailable,
     RepositoryDisabled,
+    ServingError,
     TooLarge,
 )
+
+# The name refusals have always been logged under (log filters and tests read it).
+logger = logging.getLogger("kserve_kit.serving")
 
 PROTOCOLS = ("rest", "grpc")
 # Most specific first: TooLarge is a BadInput.
@@ -72,7 +77,7 @@ def protocol_of(body) -> str:
 class CountedModel:
     """A mixin for a `kserve.Model`: times every call and counts those that succeed or fail
     with an unexpected error. A refusal (a `ServingError`) is counted where it is answered,
-    `kserve_kit.serving.log_refusal`, which also sees those raised before the model runs."""
+    `log_refusal`, which also sees those raised before the model runs."""
 
     async def __call__(self, body, headers=None, *args, **kwargs):
         protocol = protocol_of(body)
@@ -87,3 +92,14 @@ class CountedModel:
             REQUEST_SECONDS.labels(protocol).observe(time.perf_counter() - started)
         count_request(protocol, 200)
         return response
+
+
+def log_refusal(protocol: str, where: str, exc: ServingError, inference: bool) -> None:
+    """One line per refused request: a 4xx is the client's doing, not the server's error, so no
+    traceback and no ERROR; a 5xx the kit answers on purpose (503, 504) is a WARNING. A refused
+    inference is counted in `kserve_kit_requests_total`."""
+    status = int(exc.http_status)
+    level = logging.INFO if status < 500 else logging.WARNING
+    logger.log(level, "%s -> %d %s: %s", where, status, exc.status_code.name, exc.message)
+    if inference:
+        count_request(protocol, status, error_kind(exc))

@@ -11,8 +11,10 @@ Each class here replaces one part of KServe's server that answers a client wrong
   load|unload` and the gRPC twins) is on by default and unauthenticated, so anyone who can reach
   a server can unload its model. Off unless `--enable_model_repository true`; on, an unknown
   model is a 404 (KServe answered 503).
-- `KitServicer`: KServe's gRPC servicer drops `versions` from model metadata and ignores the
-  version in ModelMetadata, ModelReady and ModelInfer.
+- `KitServicer` (in `kserve_kit.serving_grpc`, with `RequestGuard` and `GRPCAio`: the gRPC side
+  of this fence, whose KServe names are listed here too): KServe's gRPC servicer drops
+  `versions` from model metadata and ignores the version in ModelMetadata, ModelReady and
+  ModelInfer.
 - `install_versioned_routes`: KServe's REST `/v2/models/{m}/versions/{v}/...` routes answer 501.
 - `RequestGuard`, in the place of KServe's gRPC `LoggingInterceptor`: a message that is not a
   valid protobuf is the client's INVALID_ARGUMENT (gRPC answers INTERNAL when a request does
@@ -36,14 +38,11 @@ The kit's models describe themselves with two attributes, `version` and `platfor
 # No `from __future__ import annotations`: FastAPI reads the route handlers' annotations at
 # runtime, and they name classes imported inside a function.
 import asyncio
-import logging
 import sys
 
 from kserve_kit import tracing
 from kserve_kit.errors import BadInput, ModelNotFound, RepositoryDisabled, ServingError
-from kserve_kit.metrics import count_request, error_kind
-
-logger = logging.getLogger("kserve_kit.serving")
+from kserve_kit.serving_grpc import GRPCAio, request_guard_class, servicer_class
 
 # The KServe release whose internals this module was written against. Each name below is one
 # this module (and kserve_kit.cli) replaces, wraps or reads; tests/unit/test_kserve_internals.py
@@ -132,17 +131,6 @@ def adopt_args(args) -> None:
 def served_versions(registry) -> dict[str, str]:
     """{model name: the version it serves} for every model in a KServe registry."""
     return {name: getattr(m, "version", "") for name, m in registry.get_models().items()}
-
-
-def log_refusal(protocol: str, where: str, exc: ServingError, inference: bool) -> None:
-    """One line per refused request: a 4xx is the client's doing, not the server's error, so no
-    traceback and no ERROR; a 5xx the kit answers on purpose (503, 504) is a WARNING. A refused
-    inference is counted in `kserve_kit_requests_total`."""
-    status = int(exc.http_status)
-    level = logging.INFO if status < 500 else logging.WARNING
-    logger.log(level, "%s -> %d %s: %s", where, status, exc.status_code.name, exc.message)
-    if inference:
-        count_request(protocol, status, error_kind(exc))
 
 
 def _data_plane_class():
@@ -286,105 +274,6 @@ def _repository_extension_class():
     return KitRepositoryExtension
 
 
-def _servicer_class():
-    from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
-    from kserve.protocol.grpc.servicer import InferenceServicer
-
-    def logged(method):
-        """gRPC handlers log a refusal as one line, as the REST error handler does."""
-
-        async def handler(self, request, context):
-            try:
-                return await method(self, request, context)
-            except ServingError as exc:
-                inference = method.__name__ == "ModelInfer"
-                log_refusal("grpc", f"gRPC {method.__name__}", exc, inference)
-                raise
-
-        handler.__name__ = method.__name__
-        return handler
-
-    class KitServicer(InferenceServicer):
-        @logged
-        async def ModelMetadata(self, request, context):  # noqa: N802 - gRPC's method name
-            self._data_plane.check_model(request.name, request.version or None)
-            metadata = await self._data_plane.model_metadata(model_name=request.name)
-            return pb.ModelMetadataResponse(
-                name=metadata["name"],
-                versions=metadata["versions"],
-                platform=metadata["platform"],
-                inputs=metadata["inputs"],
-                outputs=metadata["outputs"],
-            )
-
-        @logged
-        async def ModelReady(self, request, context):  # noqa: N802
-            self._data_plane.check_model(request.name, request.version or None)
-            return await super().ModelReady(request, context)
-
-        @logged
-        async def ModelInfer(self, request, context):  # noqa: N802
-            from kserve.errors import InvalidInput
-
-            try:
-                return await super().ModelInfer(request, context)
-            except InvalidInput as exc:  # KServe's own checks of the message's layout
-                raise BadInput(exc.reason) from None
-
-        @logged
-        async def RepositoryModelLoad(self, request, context):  # noqa: N802
-            return await super().RepositoryModelLoad(request, context)
-
-        @logged
-        async def RepositoryModelUnload(self, request, context):  # noqa: N802
-            return await super().RepositoryModelUnload(request, context)
-
-    return KitServicer
-
-
-class _Undecodable:
-    """What a gRPC request that is not a valid protobuf message deserializes to."""
-
-    def __init__(self, reason: str):
-        self.reason = reason
-
-
-def _request_guard_class():
-    import grpc
-    from grpc.aio import ServerInterceptor
-
-    class RequestGuard(ServerInterceptor):
-        async def intercept_service(self, continuation, handler_call_details):
-            handler = await continuation(handler_call_details)
-            if handler is None or handler.unary_unary is None or not handler.request_deserializer:
-                return handler
-            deserialize, behaviour = handler.request_deserializer, handler.unary_unary
-            method = handler_call_details.method.rsplit("/", 1)[-1]
-
-            def safe_deserialize(raw: bytes):
-                try:
-                    return deserialize(raw)
-                except Exception as exc:  # noqa: BLE001 - only the client's bytes are parsed
-                    return _Undecodable(str(exc) or type(exc).__name__)
-
-            async def guarded(request, context):
-                if isinstance(request, _Undecodable):
-                    error = BadInput(
-                        f"the {method} request is not a valid protobuf message: {request.reason}"
-                    )
-                    log_refusal("grpc", f"gRPC {method}", error, method == "ModelInfer")
-                    await context.abort(error.status_code, error.message)
-                return await behaviour(request, context)
-
-            return grpc.unary_unary_rpc_method_handler(
-                guarded,
-                request_deserializer=safe_deserialize,
-                response_serializer=handler.response_serializer,
-            )
-
-    return RequestGuard
-
-
 def install_versioned_routes(app, dataplane) -> None:
     """Metadata, readiness and inference of a model version: `/v2/models/{m}/versions/{v}/...`,
     and KServe's `?model_version=v` query on the unversioned routes. The version served is
@@ -435,33 +324,6 @@ def install_versioned_routes(app, dataplane) -> None:
             )
 
 
-class GRPCAio:
-    """`grpc.aio` as KServe's gRPC server module sees it, with `extra_options` added to every
-    `server(options=...)` it builds; everything else is grpc.aio's own."""
-
-    def __init__(self, aio, extra_options):
-        self._aio = aio
-        self.extra_options = list(extra_options)
-
-    def server(self, *args, options=None, **kwargs):
-        merged = [*(options or ()), *self.extra_options]
-        return self._aio.server(*args, options=merged, **kwargs)
-
-    def __getattr__(self, name):
-        return getattr(self._aio, name)
-
-
-def connection_age_options(max_age_s: float, grace_s: float) -> list[tuple[str, int]]:
-    """gRPC server options that close every connection after about `max_age_s` (gRPC adds
-    +-10 % jitter) with a GOAWAY, letting calls in flight finish for `grace_s`; 0: no limit."""
-    if not max_age_s:
-        return []
-    return [
-        ("grpc.max_connection_age_ms", int(max_age_s * 1000)),
-        ("grpc.max_connection_age_grace_ms", int(grace_s * 1000)),
-    ]
-
-
 class _Untimed:
     """Stands in for KServe's TimingMiddleware when its log lines are off: passes through."""
 
@@ -496,8 +358,8 @@ def kit_model_server(repository_enabled: bool, grpc_options=(), request_timing: 
 
     # GRPCServer.start builds its servicer and its interceptors from these module globals;
     # there is no parameter for either.
-    grpc_server_module.InferenceServicer = _servicer_class()
-    grpc_server_module.LoggingInterceptor = _request_guard_class()
+    grpc_server_module.InferenceServicer = servicer_class()
+    grpc_server_module.LoggingInterceptor = request_guard_class()
     import grpc.aio
 
     grpc_server_module.aio = GRPCAio(grpc.aio, grpc_options)

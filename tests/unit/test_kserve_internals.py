@@ -13,7 +13,7 @@ from importlib import metadata
 
 import pytest
 
-from kserve_kit import serving
+from kserve_kit import serving, serving_grpc
 
 pytestmark = pytest.mark.unit
 
@@ -66,11 +66,11 @@ def test_connection_age_options_are_added_to_kserves_own():
         def server(self, *args, **kwargs):
             calls.append(kwargs)
 
-    options = serving.connection_age_options(30, 10)
+    options = serving_grpc.connection_age_options(30, 10)
     assert options == [
         ("grpc.max_connection_age_ms", 30000),
         ("grpc.max_connection_age_grace_ms", 10000),
     ]
-    serving.GRPCAio(FakeAio(), options).server(None, options=[("grpc.a", 1)])
+    serving_grpc.GRPCAio(FakeAio(), options).server(None, options=[("grpc.a", 1)])
     assert calls == [{"options": [("grpc.a", 1), *options]}]
-    assert serving.connection_age_options(0, 10) == []
+    assert serving_grpc.connection_age_options(0, 10) == []

@@ -74,3 +74,14 @@ def test_the_checker_finds_an_upward_and_a_sideways_import(tmp_path):
         "predictor.model -> transformer.hop",
     ]
     assert cycles(graph) == [["kserve_kit.demo", "offline.calibrate"]]
+
+
+def test_no_module_of_the_kit_is_over_500_lines():
+    """A module past 500 lines holds more than one concern: split it along them."""
+    long = {
+        str(path.relative_to(REPO)): n
+        for package in ("kserve_kit", "predictor", "transformer", "offline", "demo")
+        for path in sorted((REPO / package).rglob("*.py"))
+        if (n := len(path.read_text(encoding="utf-8").splitlines())) > 500
+    }
+    assert long == {}
