@@ -65,6 +65,15 @@ calibrate: install ## Fit a decision policy from labelled texts: make calibrate 
 	@test -n "$(DATA)" || { echo "usage: make calibrate MODEL_DIR=dir DATA=labelled.jsonl|csv [CALIBRATE_ARGS=--target_precision 0.95]" >&2; exit 2; }
 	OMP_WAIT_POLICY=PASSIVE $(PY) -m offline.calibrate --model_dir $(MODEL_DIR) --data "$(DATA)" $(CALIBRATE_ARGS)
 
+CHAMPION ?=
+CHALLENGER ?=
+COMPARE_ARGS ?=
+
+.PHONY: compare
+compare: install ## Gate a new model version: make compare CHAMPION=dir CHALLENGER=dir DATA=labelled.jsonl [COMPARE_ARGS=...]
+	@test -n "$(CHAMPION)" -a -n "$(CHALLENGER)" -a -n "$(DATA)" || { echo "usage: make compare CHAMPION=dir CHALLENGER=dir DATA=labelled.jsonl|csv [COMPARE_ARGS=--measure precision]" >&2; exit 2; }
+	OMP_WAIT_POLICY=PASSIVE $(PY) -m offline.compare --champion $(CHAMPION) --challenger $(CHALLENGER) --data "$(DATA)" $(COMPARE_ARGS)
+
 ##@ Serve
 
 .PHONY: serve

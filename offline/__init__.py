@@ -13,6 +13,7 @@ One module per step, read top to bottom as a run goes:
     labelled.py             labelled texts for the commands that measure a model
     calibrate.py            the calibration command (the fitting is kserve_kit.calibration)
     calibration_report.py   its report, plots and outputs
+    compare.py              champion against challenger on labelled texts: the promotion gate
 
 Above the servers' floor: it imports `predictor` (the runtime) and `kserve_kit`, and neither
 imports it.

@@ -13,13 +13,18 @@ from predictor.config import add_runtime_arguments
 
 
 def offline_parser(
-    description: str, policy_file: bool = True, threshold_help: str | None = None
+    description: str,
+    policy_file: bool = True,
+    threshold_help: str | None = None,
+    model_dir: bool = True,
 ) -> argparse.ArgumentParser:
-    """The parser of a command that scores in-process (`offline.batch`, `offline.calibrate`),
-    with the shared flags; `policy_file` and `threshold_help` as in `add_text_arguments`."""
+    """The parser of a command that scores in-process (`offline.batch`, `offline.calibrate`,
+    `offline.compare`), with the shared flags; `policy_file` and `threshold_help` as in
+    `add_text_arguments`; `model_dir=False` for a command that names its models otherwise."""
     # No abbreviations: a misspelt flag in a manifest must fail, not match a longer one.
     parser = argparse.ArgumentParser(description=description, allow_abbrev=False)
-    add_model_dir_argument(parser)
+    if model_dir:
+        add_model_dir_argument(parser)
     add_runtime_arguments(parser)
     add_text_arguments(parser, policy_file=policy_file, threshold_help=threshold_help)
     parser.add_argument(

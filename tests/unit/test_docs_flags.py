@@ -31,6 +31,10 @@ WORDS = {
     "--out": "--model_dir's value when unset",
     "--shard": "none: one output, no manifest",
     "--s3_endpoint_url": "AWS_ENDPOINT_URL, else AWS",
+    "--champion": "required",
+    "--challenger": "required",
+    "--champion_policy_file": "none: policy.json in --champion when present, else the flags",
+    "--challenger_policy_file": "none: policy.json in --challenger when present, else the flags",
 }
 
 
@@ -94,6 +98,7 @@ def same_default(cell: str, default: object) -> bool:
 def commands():
     from offline.batch import build_parser as batch_parser
     from offline.calibrate import build_parser as calibrate_parser
+    from offline.compare import build_parser as compare_parser
     from predictor.config import build_parser as predictor_parser
     from transformer.config import build_parser as transformer_parser
 
@@ -103,6 +108,7 @@ def commands():
         ("transformer", transformer_parser, ("Transformer",) + both),
         ("batch", batch_parser, ("Batch command", "Predictor", "Transformer") + both),
         ("calibrate", calibrate_parser, ("Calibration command", "Predictor", "Transformer")),
+        ("compare", compare_parser, ("Comparison command", "Predictor", "Transformer")),
     ]
 
 
