@@ -201,7 +201,7 @@ class TextClassifierTransformer(CountedModel, Model):
             contract.TRANSFORMER_OUTPUTS,
             model_name=self.name,
             model_version=response.model_version or self.info.version,
-            grpc_binary=False,
+            grpc_binary=True,
             parameters={contract.POLICY_VERSION_PARAMETER: request.policy.version},
             response_id=response.id,
         )
