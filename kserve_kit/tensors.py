@@ -306,6 +306,8 @@ def encode_response(
     """A V2 response holding the planned outputs, encoded as the request asked.
 
     `grpc_binary`: over gRPC, send raw bytes (`raw_output_contents`) rather than typed contents.
+    Raw is what Triton always answers and the only form tritonclient's gRPC `as_numpy` reads
+    (KServe's own client reads both); BYTES go as a 4-byte little-endian length + the bytes.
     """
     datatypes = {spec.name: spec.datatype for spec in specs}
     outputs = []
@@ -314,6 +316,9 @@ def encode_response(
         if payload.from_grpc:
             tensor = InferOutput(name, list(array.shape), datatypes[name])
             tensor.set_data_from_numpy(array, binary_data=grpc_binary)
+            # KServe marks raw outputs with REST's `binary_data_size`, which over gRPC only
+            # repeats the length of raw_output_contents[i]; Triton sends no such parameter.
+            tensor.parameters = None
         else:  # to_rest encodes the array, binary or JSON, as each requested output says
             tensor = InferOutput(name, list(array.shape), datatypes[name], data=array)
         outputs.append(tensor)

@@ -6,8 +6,10 @@ import argparse
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from kserve_kit import contract
 from kserve_kit.cli import base_parser, parse_or_exit, positive, str2bool
 from kserve_kit.settings import TextSettings, add_text_arguments
+from transformer.hop_contract import INPUT_DATATYPES, HopContract
 
 PREDICTOR_PROTOCOLS = ("v2", "grpc-v2")
 
@@ -77,7 +79,59 @@ def build_parser() -> argparse.ArgumentParser:
         default=10.0,
         help="retries allowed each second whatever the traffic",
     )
+    add_hop_contract_arguments(parser)
     return parser
+
+
+def add_hop_contract_arguments(parser: argparse.ArgumentParser) -> None:
+    """What the predictor takes and answers (transformer.hop_contract): the kit's predictor by
+    default, any V2 backend (Triton serving an ONNX export...) when set."""
+    parser.add_argument(
+        "--predictor_model_name",
+        default=None,
+        help="the model name the predictor serves; default: --model_name",
+    )
+    parser.add_argument(
+        "--predictor_input_ids_name",
+        default=contract.INPUT_IDS.name,
+        help="the predictor's input for the token ids",
+    )
+    parser.add_argument(
+        "--predictor_attention_mask_name",
+        default=contract.ATTENTION_MASK.name,
+        help="the predictor's input for the attention mask",
+    )
+    parser.add_argument(
+        "--predictor_token_type_ids",
+        type=str2bool,
+        default=False,
+        help="whether to send token type ids (all 0 for one text a row) to a predictor "
+        "that requires them (true/false)",
+    )
+    parser.add_argument(
+        "--predictor_token_type_ids_name",
+        default=contract.TOKEN_TYPE_IDS.name,
+        help="the predictor's input for the token type ids, with --predictor_token_type_ids",
+    )
+    parser.add_argument(
+        "--predictor_input_datatype",
+        choices=INPUT_DATATYPES,
+        default="INT64",
+        help="the V2 datatype of the token tensors sent",
+    )
+    parser.add_argument(
+        "--predictor_output_name",
+        default=contract.LOGITS.name,
+        help="the predictor's output holding the scores (FP32 [N, classes])",
+    )
+    parser.add_argument(
+        "--predictor_metadata_timeout_seconds",
+        type=float,
+        default=5.0,
+        help="at start, how long to wait for the predictor's V2 metadata to check the names "
+        "and datatypes above against (a mismatch stops the transformer); no answer: not "
+        "checked; 0: never checked",
+    )
 
 
 @dataclass(frozen=True)
@@ -103,6 +157,28 @@ class TransformerSettings:
     predictor_retry_budget_ratio: float = 0.2
     predictor_retry_budget_min_per_s: float = 10.0
     enable_predictor_health_check: bool = False  # ready only while a predictor endpoint is
+    # The hop's contract (transformer.hop_contract); None: --model_name.
+    predictor_model_name: str | None = None
+    predictor_input_ids_name: str = contract.INPUT_IDS.name
+    predictor_attention_mask_name: str = contract.ATTENTION_MASK.name
+    predictor_token_type_ids: bool = False
+    predictor_token_type_ids_name: str = contract.TOKEN_TYPE_IDS.name
+    predictor_input_datatype: str = "INT64"
+    predictor_output_name: str = contract.LOGITS.name
+    predictor_metadata_timeout_s: float = 5.0  # 0: never checked
+
+    @property
+    def hop(self) -> HopContract:
+        return HopContract(
+            model_name=self.predictor_model_name or self.model_name,
+            input_ids_name=self.predictor_input_ids_name,
+            attention_mask_name=self.predictor_attention_mask_name,
+            token_type_ids_name=(
+                self.predictor_token_type_ids_name if self.predictor_token_type_ids else None
+            ),
+            input_datatype=self.predictor_input_datatype,
+            output_name=self.predictor_output_name,
+        )
 
     @classmethod
     def from_args(cls, argv: Sequence[str] | None = None) -> TransformerSettings:
@@ -137,6 +213,23 @@ class TransformerSettings:
         for flag in ("predictor_retry_budget_ratio", "predictor_retry_budget_min_per_second"):
             if not getattr(args, flag) >= 0:
                 raise ValueError(f"--{flag} must be >= 0, got {getattr(args, flag)}")
+        names = [
+            args.predictor_input_ids_name,
+            args.predictor_attention_mask_name,
+            *([args.predictor_token_type_ids_name] if args.predictor_token_type_ids else []),
+        ]
+        if not all(names) or not args.predictor_output_name or len(set(names)) != len(names):
+            raise ValueError(
+                "--predictor_input_ids_name, --predictor_attention_mask_name (and "
+                "--predictor_token_type_ids_name when sent) must be distinct, non-empty names "
+                f"and --predictor_output_name non-empty, got {names} and "
+                f"{args.predictor_output_name!r}"
+            )
+        if not args.predictor_metadata_timeout_seconds >= 0:
+            raise ValueError(
+                "--predictor_metadata_timeout_seconds must be >= 0 (0: never checked), "
+                f"got {args.predictor_metadata_timeout_seconds}"
+            )
         text = TextSettings.from_namespace(args)
         return cls(
             model_name=args.model_name,
@@ -158,4 +251,12 @@ class TransformerSettings:
             predictor_retry_budget_ratio=args.predictor_retry_budget_ratio,
             predictor_retry_budget_min_per_s=args.predictor_retry_budget_min_per_second,
             enable_predictor_health_check=args.enable_predictor_health_check,
+            predictor_model_name=args.predictor_model_name or None,
+            predictor_input_ids_name=args.predictor_input_ids_name,
+            predictor_attention_mask_name=args.predictor_attention_mask_name,
+            predictor_token_type_ids=args.predictor_token_type_ids,
+            predictor_token_type_ids_name=args.predictor_token_type_ids_name,
+            predictor_input_datatype=args.predictor_input_datatype,
+            predictor_output_name=args.predictor_output_name,
+            predictor_metadata_timeout_s=args.predictor_metadata_timeout_seconds,
         )

@@ -34,6 +34,7 @@ from transformer import metrics
 from transformer.balancing import retry_policy_for
 from transformer.config import TransformerSettings
 from transformer.hop import PredictorClient
+from transformer.hop_contract import check_predictor
 
 # What preprocess learnt of the client's request that postprocess needs (the predictor's answer
 # does not carry it). KServe runs each request in its own task, so preprocess and postprocess of
@@ -77,7 +78,7 @@ class TextClassifierTransformer(CountedModel, Model):
         self.predictor = PredictorClient(
             host=config.predictor_host,
             protocol=config.predictor_protocol,
-            model_name=config.model_name,
+            model_name=config.hop.model_name,
             timeout_s=config.predictor_request_timeout_s,
             max_message_bytes=max_message_bytes,
             retry=retry_policy_for(config),
@@ -128,6 +129,13 @@ class TextClassifierTransformer(CountedModel, Model):
     def load(self) -> bool:
         self.encoder = TextEncoder(self.info, self.config.max_length)
         self.encoder.encode(["warm up"])
+        check_predictor(
+            self.config.hop,
+            self.config.predictor_host,
+            self.config.predictor_protocol,
+            len(self.info.labels),
+            self.config.predictor_metadata_timeout_s,
+        )
         if isinstance(self._policy, PolicyWatcher) and self.config.policy_reload_interval_s:
             self._policy.start()
         self.ready = True
@@ -166,16 +174,14 @@ class TextClassifierTransformer(CountedModel, Model):
             encoded = self.encoder.encode(texts)
             tracing.set_attributes(span, {"kserve_kit.sequence_length": encoded.input_ids.shape[1]})
         binary = self.config.predictor_protocol == "grpc-v2"
+        hop = self.config.hop
         inputs = []
-        for spec, array in (
-            (contract.INPUT_IDS, encoded.input_ids),
-            (contract.ATTENTION_MASK, encoded.attention_mask),
-        ):
-            tensor = InferInput(spec.name, list(array.shape), spec.datatype)
+        for name, datatype, array in hop.inputs(encoded.input_ids, encoded.attention_mask):
+            tensor = InferInput(name, list(array.shape), datatype)
             tensor.set_data_from_numpy(array, binary_data=binary)
             inputs.append(tensor)
         return InferRequest(
-            model_name=self.name,
+            model_name=hop.model_name,
             infer_inputs=inputs,
             request_id=payload.id or str(uuid.uuid4()),
         )
@@ -204,7 +210,7 @@ class TextClassifierTransformer(CountedModel, Model):
             contract.TRANSFORMER_OUTPUTS,
             model_name=self.name,
             model_version=response.model_version or self.info.version,
-            grpc_binary=False,
+            grpc_binary=True,
             parameters={contract.POLICY_VERSION_PARAMETER: request.policy.version},
             response_id=response.id,
         )
@@ -230,7 +236,8 @@ class TextClassifierTransformer(CountedModel, Model):
         super().stop()
 
     def _logits(self, response: InferResponse) -> np.ndarray:
+        name = self.config.hop.output_name
         for output in response.outputs:
-            if output.name == contract.LOGITS.name:
+            if output.name == name:
                 return output.as_numpy()
-        raise PredictorFailed(self.predictor.host, f"no {contract.LOGITS.name!r} in its answer")
+        raise PredictorFailed(self.predictor.host, f"no {name!r} in its answer")

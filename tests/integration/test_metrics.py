@@ -11,7 +11,16 @@ import pytest
 from kserve_kit.drift import Reference, psi
 from kserve_kit.modeldir import ModelInfo
 from tests.support import servers
-from tests.support.http import get, grpc_infer, grpc_texts, infer_url, outputs, post, texts_body
+from tests.support.http import (
+    get,
+    grpc_arrays,
+    grpc_infer,
+    grpc_texts,
+    infer_url,
+    outputs,
+    post,
+    texts_body,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -73,8 +82,9 @@ def test_decisions_requests_hop_and_drift_are_counted(observed_chain):
         confidences += outputs(body)["confidence"]["data"]
     code, response = grpc_infer(transformer.grpc_target, grpc_texts([t.encode() for t in TEXTS]))
     assert code == grpc.StatusCode.OK
-    answers += [b.decode() for b in response.outputs[0].contents.bytes_contents]
-    confidences += list(response.outputs[1].contents.fp32_contents)
+    arrays = grpc_arrays(response)
+    answers += arrays["label"].tolist()
+    confidences += arrays["confidence"].tolist()
     assert post(infer_url(transformer), texts_body([""]))[0] == 400
     assert post(infer_url(transformer, "no-such-model"), texts_body(TEXTS))[0] == 404
     code, _ = grpc_infer(transformer.grpc_target, grpc_texts([b"\xff"]))

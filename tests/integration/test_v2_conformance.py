@@ -182,6 +182,64 @@ def test_predictor_answers_binary_logits_over_rest_when_asked(chain):
     np.testing.assert_allclose(over_grpc["ok"]["outputs"]["logits"], binary.as_numpy("logits"))
 
 
+def test_grpc_answers_are_raw_contents_that_tritonclient_reads(chain):
+    """tritonclient's gRPC `as_numpy` reads raw_output_contents only (typed contents give
+    None): the transformer's label, confidence, probabilities and the predictor's logits."""
+    transformer, predictor = chain
+    (answer,) = call_grpc(transformer.grpc_target, grpc_infer(parameters={"x": "y"}))
+    values = answer["ok"]["outputs"]
+    assert answer["ok"]["raw"] == 3
+    assert answer["ok"]["datatypes"] == {
+        "label": "BYTES",
+        "confidence": "FP32",
+        "probabilities": "FP32",
+    }
+    labels, confidence = values["label"], np.array(values["confidence"])
+    probabilities = np.array(values["probabilities"])
+    assert len(labels) == len(TEXTS) and all(isinstance(label, str) for label in labels)
+    assert probabilities.shape == (len(TEXTS), 3)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1, rtol=1e-5)
+    np.testing.assert_allclose(confidence, probabilities.max(axis=1), rtol=1e-6)
+    assert answer["ok"]["parameters"][contract.POLICY_VERSION_PARAMETER]
+    # The same texts over REST: the same answer.
+    rest = http_client(transformer).infer(MODEL, [text_input()])
+    assert [b.decode() for b in rest.as_numpy("label")] == labels
+    np.testing.assert_allclose(rest.as_numpy("probabilities"), probabilities, rtol=1e-5)
+
+    tokens = {"input_ids": IDS, "attention_mask": [[1] * len(IDS[0])] * len(IDS)}
+    (logits,) = call_grpc(predictor.grpc_target, {"call": "infer", "tokens": tokens})
+    assert logits["ok"]["raw"] == 1
+    assert np.array(logits["ok"]["outputs"]["logits"]).shape == (len(IDS), 3)
+
+
+def test_grpc_answers_read_by_kserves_own_client(chain):
+    """KServe's InferenceGRPCClient (what a KServe transformer in front of the kit uses) reads
+    the same raw answers: BYTES labels and FP32 tensors."""
+    import asyncio
+
+    from kserve import InferInput, InferRequest
+    from kserve.inference_client import InferenceGRPCClient
+
+    transformer, _ = chain
+
+    async def ask():
+        client = InferenceGRPCClient(transformer.grpc_target, timeout=30)
+        try:
+            text = InferInput(contract.TEXT.name, [len(TEXTS)], "BYTES")
+            text.set_data_from_numpy(np.array([t.encode() for t in TEXTS], dtype=np.object_))
+            request = InferRequest(model_name=MODEL, infer_inputs=[text], request_id="kserve-1")
+            return await client.infer(request)
+        finally:
+            await client.close()
+
+    response = asyncio.run(ask())
+    out = {o.name: o.as_numpy() for o in response.outputs}
+    assert response.id == "kserve-1"
+    assert out["label"].shape == (len(TEXTS),) and all(isinstance(b, bytes) for b in out["label"])
+    assert out["probabilities"].dtype == np.float32 and out["probabilities"].shape == (2, 3)
+    np.testing.assert_allclose(out["confidence"], out["probabilities"].max(axis=1), rtol=1e-6)
+
+
 # 4. The threshold as a gRPC double --------------------------------------------------------
 
 

@@ -26,7 +26,15 @@ from promkit import (
 )
 
 from tests.support import servers
-from tests.support.http import grpc_infer, grpc_texts, infer_url, outputs, post, texts_body
+from tests.support.http import (
+    grpc_arrays,
+    grpc_infer,
+    grpc_texts,
+    infer_url,
+    outputs,
+    post,
+    texts_body,
+)
 
 pytestmark = [pytest.mark.monitoring, pytest.mark.integration]
 
@@ -64,8 +72,7 @@ def send_traffic(transformer, orphan, seen: dict) -> dict:
             transformer.grpc_target, grpc_texts(batch, confidence_threshold=threshold)
         )
         assert code.name == "OK", response
-        out = {o.name: o for o in response.outputs}
-        seen["labels"] += [b.decode() for b in out["label"].contents.bytes_contents]
+        seen["labels"] += grpc_arrays(response)["label"].tolist()
     # Refused: a threshold outside (0, 1), an unknown model.
     for _ in range(3):
         status, _ = post(

@@ -8,6 +8,7 @@ import urllib.error
 import urllib.request
 
 import grpc
+import numpy as np
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc as pb_grpc
 
@@ -72,6 +73,20 @@ def grpc_infer(
                 return exc.code(), exc.details()
 
     return asyncio.run(call())
+
+
+def grpc_arrays(response: pb.ModelInferResponse) -> dict:
+    """{output name: numpy array} of a ModelInfer answer, read as KServe's own gRPC client reads
+    it (raw contents or typed); BYTES elements as str."""
+    from kserve import InferResponse
+
+    arrays = {}
+    for output in InferResponse.from_grpc(response).outputs:
+        array = output.as_numpy()
+        if output.datatype == "BYTES":
+            array = np.array([b.decode() if isinstance(b, bytes) else b for b in array.flat])
+        arrays[output.name] = array
+    return arrays
 
 
 def grpc_texts(texts: list[bytes], model: str = MODEL, **parameters) -> pb.ModelInferRequest:

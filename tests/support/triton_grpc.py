@@ -7,8 +7,9 @@ the tests import KServe, so they call this module as a subprocess (`call_grpc`).
     python -m tests.support.triton_grpc HOST:PORT < calls.json > results.json
 
 Each call is {"call": NAME, ...arguments}; each result is {"ok": value} or, for a refusal,
-{"status": "StatusCode.X", "message": "..."}. BYTES outputs are read from the typed contents
-(tritonclient's `as_numpy` for them wants numpy < 2; the kit runs numpy 2).
+{"status": "StatusCode.X", "message": "..."}. Outputs are read with tritonclient's own
+`InferResult.as_numpy`, which reads only `raw_output_contents`: an output it cannot read comes
+back as None, so a server answering in typed contents fails the tests that read it.
 """
 
 from __future__ import annotations
@@ -41,9 +42,10 @@ def _infer(client, grpcclient, call: dict) -> dict:
         inputs = [tensor]
     else:
         inputs = []
+        datatype = call.get("token_datatype", "INT64")
         for name, rows in call["tokens"].items():
-            array = np.array(rows, dtype=np.int64)
-            tensor = grpcclient.InferInput(name, list(array.shape), "INT64")
+            array = np.array(rows, dtype=np.int64 if datatype == "INT64" else np.int32)
+            tensor = grpcclient.InferInput(name, list(array.shape), datatype)
             tensor.set_data_from_numpy(array)
             inputs.append(tensor)
     outputs = [grpcclient.InferRequestedOutput(n) for n in call.get("outputs", [])] or None
@@ -56,15 +58,24 @@ def _infer(client, grpcclient, call: dict) -> dict:
     )
     response = result.get_response()
     values = {}
-    for i, output in enumerate(response.outputs):
-        if i < len(response.raw_output_contents):
-            array = np.frombuffer(response.raw_output_contents[i], dtype=np.float32)
-            values[output.name] = array.reshape(list(output.shape)).tolist()
+    for output in response.outputs:
+        array = result.as_numpy(output.name)
+        if array is None:
+            values[output.name] = None
         elif output.datatype == "BYTES":
-            values[output.name] = [b.decode() for b in output.contents.bytes_contents]
+            values[output.name] = [b.decode() for b in array.reshape(-1)]
         else:
-            values[output.name] = list(output.contents.fp32_contents)
-    return {"outputs": values, "model_version": response.model_version}
+            values[output.name] = array.tolist()
+    dtypes = {o.name: o.datatype for o in response.outputs}
+    shapes = {o.name: list(o.shape) for o in response.outputs}
+    return {
+        "outputs": values,
+        "datatypes": dtypes,
+        "shapes": shapes,
+        "raw": len(response.raw_output_contents),
+        "model_version": response.model_version,
+        "parameters": {k: v.string_param for k, v in response.parameters.items()},
+    }
 
 
 def _run(client, grpcclient, call: dict):

@@ -18,6 +18,7 @@ ROW = re.compile(r"^\| (`--[^|]+`) \| ([^|]+) \|")
 # flag -> why its row's default is words, not the parser's value
 WORDS = {
     "--predictor_host": "required",
+    "--predictor_model_name": "--model_name's value when unset",
     "--policy_file": "policy.json beside the model when present: resolved at start",
     "--drift_reference": "drift-reference.json beside the model when present: resolved at start",
     "--grpc_max_connection_age_grace_seconds": "--grace_period's value when unset",
